@@ -1,0 +1,1 @@
+"""Glueberry Bridge demo launcher (``python -m glueberry_demo``)."""
