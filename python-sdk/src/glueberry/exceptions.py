@@ -6,9 +6,14 @@
     ├── ProtocolError                   a wire protocol was broken (abstract)
     │   ├── LocalProtocolError          we were asked to do what the protocol forbids
     │   └── RemoteProtocolError         the remote sent something invalid
-    │       └── FrameTooLarge           a length field over the bound of its layer
+    │       ├── FrameTooLarge           a length field over the bound of its layer
+    │       │   └── FlowControlError    yamux data beyond the window granted
+    │       ├── MalformedFrame          Glueberry framing that cannot be parsed
+    │       │   └── TruncatedFrame      the stream ended inside a frame
+    │       └── MuxerProtocolError      a yamux session error (carries the GoAway code)
     ├── HandshakeError                  securing or upgrading a connection failed
     │   ├── NegotiationFailed           multistream-select found no common protocol
+    │   ├── InvalidHandshakePayload     the libp2p Noise payload is unusable (no/unsupported key)
     │   ├── NoiseDecryptError           a Noise message failed authentication
     │   ├── InvalidSignature            the identity signature does not verify
     │   ├── PeerIDMismatch              the remote is not the peer that was dialled
@@ -47,12 +52,14 @@ __all__ = [
     "ConnectionFailed",
     "DecryptionFailed",
     "ErrorCode",
+    "FlowControlError",
     "FrameTooLarge",
     "GlueberryError",
     "HandshakeError",
     "HandshakeTimeout",
     "InvalidArgument",
     "InvalidConfig",
+    "InvalidHandshakePayload",
     "InvalidKey",
     "InvalidMultiaddr",
     "InvalidPeerID",
@@ -62,7 +69,9 @@ __all__ = [
     "KeyMismatch",
     "LimitExceeded",
     "LocalProtocolError",
+    "MalformedFrame",
     "MessageTooLarge",
+    "MuxerProtocolError",
     "NegotiationFailed",
     "NodeAlreadyStarted",
     "NodeNotStarted",
@@ -74,6 +83,7 @@ __all__ = [
     "RemoteProtocolError",
     "StreamClosed",
     "StreamReset",
+    "TruncatedFrame",
     "is_permanent",
     "is_retriable",
 ]
@@ -161,6 +171,26 @@ class FrameTooLarge(RemoteProtocolError):
     """A length field announced more bytes than this layer accepts."""
 
 
+class FlowControlError(FrameTooLarge):
+    """The remote sent more data on a yamux stream than the window we granted."""
+
+
+class MalformedFrame(RemoteProtocolError):
+    """Glueberry framing (PROTOCOL.md §6) that cannot be parsed: bad varint, zero or impossible length."""
+
+
+class TruncatedFrame(MalformedFrame):
+    """The stream ended after part of a frame."""
+
+
+class MuxerProtocolError(RemoteProtocolError):
+    """The yamux session broke a rule; ``go_away_code`` is what we told the remote."""
+
+    def __init__(self, message: str, *, go_away_code: int = 1, peer_id: str | None = None) -> None:
+        super().__init__(message, peer_id=peer_id)
+        self.go_away_code = go_away_code
+
+
 class HandshakeError(GlueberryError):
     code = ErrorCode.HANDSHAKE_FAILED
     hint = "Check that both sides run compatible versions and that the right peer ID was dialled."
@@ -168,6 +198,10 @@ class HandshakeError(GlueberryError):
 
 class NegotiationFailed(HandshakeError):
     """multistream-select: the remote supports none of the protocols proposed."""
+
+
+class InvalidHandshakePayload(HandshakeError):
+    """The Noise handshake payload is empty, garbled, or carries no supported identity key."""
 
 
 class NoiseDecryptError(HandshakeError):

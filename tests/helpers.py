@@ -1,0 +1,33 @@
+"""Test helpers shared by the SDK suites: joining two sans-I/O cores in memory (after h11's
+ConnectionPair) and feeding transcripts split at every byte."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class SansIO(Protocol):
+    def receive_data(self, data: bytes) -> None: ...
+    def data_to_send(self) -> list[bytes]: ...
+
+
+def pump(a: SansIO, b: SansIO, *, max_rounds: int = 1000) -> None:
+    """Move bytes between two cores until both are quiet."""
+    for _ in range(max_rounds):
+        moved = False
+        for src, dst in ((a, b), (b, a)):
+            out = b"".join(src.data_to_send())
+            if out:
+                dst.receive_data(out)
+                moved = True
+        if not moved:
+            return
+    raise AssertionError("cores kept talking for too many rounds")
+
+
+def splits(data: bytes) -> Iterator[list[bytes]]:
+    """Every way of cutting ``data`` in two, plus byte by byte."""
+    for i in range(1, len(data)):
+        yield [data[:i], data[i:]]
+    yield [data[i : i + 1] for i in range(len(data))]
