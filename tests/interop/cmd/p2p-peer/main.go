@@ -1144,7 +1144,7 @@ func (ap *app) watchEvents() error {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-func buildOptions(seed, security, listen string, trace bool, out *output) ([]libp2p.Option, error) {
+func buildOptions(seed, security, listen string, trace, unlimited bool, out *output) ([]libp2p.Option, error) {
 	var key crypto.PrivKey
 	var err error
 	if seed != "" {
@@ -1178,15 +1178,24 @@ func buildOptions(seed, security, listen string, trace bool, out *output) ([]lib
 			}
 		}
 	}
-	if trace {
-		// The same resource manager go-libp2p builds by default, wrapped to report protocols.
+	if trace || unlimited {
+		// The same resource manager go-libp2p builds by default (or one without limits),
+		// wrapped to report protocols when tracing.
 		limits := rcmgr.DefaultLimits
 		libp2p.SetDefaultServiceLimits(&limits)
-		mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+		limiter := rcmgr.NewFixedLimiter(limits.AutoScale())
+		if unlimited {
+			limiter = rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits)
+		}
+		mgr, err := rcmgr.NewResourceManager(limiter)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, libp2p.ResourceManager(&tracingRcmgr{ResourceManager: mgr, out: out}))
+		var rm network.ResourceManager = mgr
+		if trace {
+			rm = &tracingRcmgr{ResourceManager: mgr, out: out}
+		}
+		opts = append(opts, libp2p.ResourceManager(rm))
 	}
 	return opts, nil
 }
@@ -1196,12 +1205,13 @@ func main() {
 	security := flag.String("security", "default", "default | noise | tls | comma list in preference order")
 	listen := flag.String("listen", "/ip4/127.0.0.1/tcp/0", "listen multiaddrs, comma separated")
 	trace := flag.Bool("trace-streams", false, "emit a stream_protocol event for every stream")
+	unlimited := flag.Bool("unlimited-resources", false, "no resource manager limits (default: go-libp2p's autoscaled defaults, e.g. 75 inbound streams per protocol per peer)")
 	flag.Parse()
 	log.SetOutput(os.Stderr)
 	log.SetPrefix("p2p-peer: ")
 
 	out := &output{w: bufio.NewWriter(os.Stdout)}
-	opts, err := buildOptions(*seed, *security, *listen, *trace, out)
+	opts, err := buildOptions(*seed, *security, *listen, *trace, *unlimited, out)
 	if err != nil {
 		log.Fatal(err)
 	}

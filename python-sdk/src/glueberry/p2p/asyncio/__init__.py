@@ -1,0 +1,17 @@
+"""asyncio drivers of the libp2p cores: connections, streams and the host."""
+
+from __future__ import annotations
+
+from .connection import Connection, ConnectionCallbacks
+from .host import ConnectionGater, Host, HostConfig, StreamHandler
+from .stream import Stream
+
+__all__ = [
+    "Connection",
+    "ConnectionCallbacks",
+    "ConnectionGater",
+    "Host",
+    "HostConfig",
+    "Stream",
+    "StreamHandler",
+]

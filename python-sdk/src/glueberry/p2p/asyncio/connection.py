@@ -1,0 +1,404 @@
+"""The asyncio driver of one libp2p connection: feeds socket bytes to :class:`ConnectionCore`,
+writes what it produces, and maps yamux events onto :class:`Stream` objects.
+
+Writes are coalesced: stream writes only queue frames in the core and schedule one flush per
+event-loop tick, so many small messages share one Noise record and one ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+
+from ...exceptions import (
+    ConnectionClosed,
+    GlueberryError,
+    InvalidState,
+    NegotiationFailed,
+    StreamReset,
+)
+from .. import yamux
+from ..connection import ConnectionCore, ConnectionEvent, SecurityEstablished, UpgradeCompleted
+from ..keys import PeerID
+from ..multiaddr import Multiaddr
+from ..multistream import MultistreamClient, MultistreamServer
+from .stream import Stream
+
+__all__ = ["Connection", "ConnectionCallbacks"]
+
+_log = logging.getLogger("glueberry.p2p")
+
+
+class ConnectionCallbacks:
+    """What a connection asks of its owner (the host). Override what you need."""
+
+    def supports(self, protocol: str) -> bool:
+        """Whether an inbound stream may use ``protocol``."""
+        return False
+
+    def secured(self, conn: Connection) -> None:
+        """The remote proved its peer ID; raise a GlueberryError to refuse the connection."""
+
+    def stream_opened(self, stream: Stream) -> None:
+        """An inbound stream agreed on a protocol; the owner must take it (handler or reset)."""
+        stream.reset()
+
+    def closed(self, conn: Connection) -> None:
+        """The connection is gone (``conn.close_reason`` says why)."""
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection, upgraded to Noise + yamux. Create it with a loop's ``create_connection``
+    or ``create_server`` factory; await :meth:`wait_ready` before using it.
+    """
+
+    def __init__(
+        self,
+        core: ConnectionCore,
+        callbacks: ConnectionCallbacks,
+        *,
+        local_peer_id: PeerID,
+        local_public_key: bytes,
+        negotiation_timeout: float = 10.0,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.core = core
+        self.callbacks = callbacks
+        self.local_peer_id = local_peer_id
+        self.local_public_key = local_public_key
+        self.negotiation_timeout = negotiation_timeout
+        self.outbound = core.initiator
+        self.streams: dict[int, Stream] = {}
+        self.remote_addr: Multiaddr | None = None
+        self.local_addr: Multiaddr | None = None
+        self.close_reason: BaseException | None = None
+        self.error: GlueberryError | None = None  # what the remote did wrong, if it did
+        self.identify_done: asyncio.Future[None] = self.loop.create_future()
+        self._transport: asyncio.Transport | None = None
+        self._ready: asyncio.Future[None] = self.loop.create_future()
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+        self._flush_handle: asyncio.Handle | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._pings: dict[int, asyncio.Future[float]] = {}
+        self._remote_peer_id: PeerID | None = None
+
+    def __repr__(self) -> str:
+        way = "out" if self.outbound else "in"
+        return f"<Connection {way} {self._remote_peer_id} {self.remote_addr}>"
+
+    # Public API.
+
+    @property
+    def remote_peer_id(self) -> PeerID:
+        if self._remote_peer_id is None:
+            raise InvalidState("the remote peer is not known before the security handshake")
+        return self._remote_peer_id
+
+    @property
+    def is_open(self) -> bool:
+        return self._ready.done() and not self._closed.done() and self._ready.exception() is None
+
+    @property
+    def writing_paused(self) -> bool:
+        return not self._writable.is_set()
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait for the upgrade (Noise + yamux) to finish; raise its error on failure."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            self.abort(ConnectionClosed(f"connection upgrade took longer than {timeout:.1f} s"))
+            raise self.close_reason or ConnectionClosed("upgrade timed out") from None
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def wait_writable(self) -> None:
+        await self._writable.wait()
+        if self._closed.done():
+            raise StreamReset("connection closed")
+
+    async def open_stream(self, protocols: Sequence[str]) -> Stream:
+        """Open a stream and agree on the first of ``protocols`` the remote supports.
+
+        Raises:
+            NegotiationFailed: the remote supports none of them.
+            StreamReset: the remote reset the stream or the connection was lost.
+        """
+        self._check_open()
+        sid = self.core.yamux.open_stream()
+        stream = Stream(self, sid, outbound=True)
+        self.streams[sid] = stream
+        negotiation = MultistreamClient(protocols)
+        stream._negotiation = negotiation
+        stream._negotiated = self.loop.create_future()
+        self._send_negotiation(stream)
+        try:
+            stream.protocol = await asyncio.wait_for(stream._negotiated, self.negotiation_timeout)
+        except TimeoutError:
+            stream.reset()
+            raise NegotiationFailed(
+                f"no answer to {protocols[0]!r} in {self.negotiation_timeout} s"
+            ) from None
+        except BaseException:
+            stream.reset()
+            raise
+        return stream
+
+    async def ping(self, timeout: float = 10.0) -> float:
+        """yamux-level round trip time in seconds."""
+        self._check_open()
+        opaque = self.core.yamux.ping()
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self._pings[opaque] = fut
+        start = self.loop.time()
+        self._schedule_flush()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pings.pop(opaque, None)
+        return self.loop.time() - start
+
+    def close(self) -> None:
+        """Say GoAway and close the socket once written (streams of ours are reset)."""
+        if self._transport is None or self._closed.done():
+            return
+        if self.core.upgraded:
+            with contextlib.suppress(InvalidState):
+                self.core.yamux.go_away(yamux.GO_AWAY_NORMAL)
+        self._flush()
+        self._transport.close()
+
+    def abort(self, reason: BaseException) -> None:
+        """Drop the connection at once (after writing what the core still had to say)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self._transport is not None and not self._closed.done():
+            self._flush()
+            self._transport.close()
+
+    # Used by Stream.
+
+    def send_stream_data(self, stream_id: int, data: bytes | memoryview) -> int:
+        taken = self.core.yamux.send_data(stream_id, data)
+        if taken:
+            self._schedule_flush()
+        return taken
+
+    def consume(self, stream_id: int, n: int) -> None:
+        if n and self.core.upgraded and not self._closed.done():
+            self.core.yamux.consume(stream_id, n)
+            self._schedule_flush()
+
+    def close_stream(self, stream_id: int) -> None:
+        if self._closed.done():
+            return
+        self.core.yamux.close_stream(stream_id)
+        self._schedule_flush()
+        self._forget_if_done(stream_id)
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        self.streams.pop(stream_id, None)
+        if self._closed.done():
+            return
+        try:
+            self.core.yamux.reset_stream(stream_id, code)
+        except InvalidState:
+            return
+        self._schedule_flush()
+
+    # asyncio.Protocol.
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.remote_addr = _tcp_multiaddr(transport.get_extra_info("peername"))
+            self.local_addr = _tcp_multiaddr(transport.get_extra_info("sockname"))
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.core.receive_data(data)
+            self._handle_events(self.core.events_received())
+        except GlueberryError as exc:
+            _log.info("connection %r failed: %s: %s", self, type(exc).__name__, exc)
+            self.error = exc
+            self.abort(exc)
+            return
+        self._flush()
+
+    def eof_received(self) -> bool:
+        try:
+            self.core.receive_eof()
+            self._handle_events(self.core.events_received())
+        except GlueberryError as exc:
+            self.error = exc
+            self.close_reason = self.close_reason or exc
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = self.close_reason or (
+            ConnectionClosed(f"connection lost: {exc}") if exc else ConnectionClosed("connection closed")
+        )
+        self.close_reason = reason
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        for stream in list(self.streams.values()):
+            stream._fail(StreamReset(f"connection closed: {reason}"))
+        self.streams.clear()
+        for fut in self._pings.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosed("connection closed"))
+        if not self._ready.done():
+            self._ready.set_exception(reason)
+            self._ready.exception()  # retrieved here; wait_ready() re-raises it
+        if not self.identify_done.done():
+            self.identify_done.set_result(None)
+        self._closed.set_result(None)
+        self._writable.set()  # wake writers so they see the error
+        self.callbacks.closed(self)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # Internals.
+
+    def _check_open(self) -> None:
+        if self._closed.done():
+            raise ConnectionClosed(f"connection is closed: {self.close_reason}")
+        if not self.core.upgraded:
+            raise InvalidState("the connection is not ready")
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        out = self.core.data_to_send()
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _handle_events(self, events: list[ConnectionEvent]) -> None:
+        for event in events:
+            if isinstance(event, yamux.DataReceived):  # first: by far the most frequent
+                stream = self.streams.get(event.stream_id)
+                if stream is None:
+                    self.core.yamux.consume(event.stream_id, len(event.data))
+                elif stream._negotiation is not None:
+                    self._negotiate(stream, event.data)
+                else:
+                    stream._on_data(event.data)
+            elif isinstance(event, yamux.WindowUpdated):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_window()
+            elif isinstance(event, yamux.StreamOpened):
+                self._accept_stream(event.stream_id)
+            elif isinstance(event, yamux.StreamEnded):
+                self._stream_ended(event.stream_id)
+            elif isinstance(event, yamux.StreamReset):
+                stream = self.streams.pop(event.stream_id, None)
+                if stream is not None:
+                    who = "remote" if event.remote else "local"
+                    stream._fail(StreamReset(f"stream reset ({who}, code {event.code})"))
+            elif isinstance(event, yamux.PongReceived):
+                fut = self._pings.get(event.opaque)
+                if fut is not None and not fut.done():
+                    fut.set_result(0.0)
+            elif isinstance(event, SecurityEstablished):
+                self._remote_peer_id = event.remote_peer_id
+                self.callbacks.secured(self)  # may raise to refuse the peer
+            elif isinstance(event, UpgradeCompleted):
+                if not self._ready.done():
+                    self._ready.set_result(None)
+            elif isinstance(event, yamux.GoAwayReceived):
+                _log.debug("%r: remote sent GoAway(%d)", self, event.code)
+            # StreamAccepted and ConnectionEnded need nothing here: connection_lost follows EOF.
+
+    def _stream_ended(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        if stream._negotiation is not None:
+            stream._fail(StreamReset("the remote closed the stream during negotiation"))
+            self.reset_stream(stream_id, 0)
+        else:
+            stream._on_eof()
+            self._forget_if_done(stream_id)
+
+    def _accept_stream(self, stream_id: int) -> None:
+        stream = Stream(self, stream_id, outbound=False)
+        stream._negotiation = MultistreamServer(self.callbacks.supports)
+        self.streams[stream_id] = stream
+        self._send_negotiation(stream)
+        self.loop.call_later(self.negotiation_timeout, self._negotiation_expired, stream)
+
+    def _negotiation_expired(self, stream: Stream) -> None:
+        if stream._negotiation is not None and self.streams.get(stream.stream_id) is stream:
+            _log.debug("%r: inbound stream %d did not negotiate in time", self, stream.stream_id)
+            stream.reset()
+
+    def _negotiate(self, stream: Stream, data: bytes) -> None:
+        """Feed negotiation bytes; bytes pipelined behind the agreed protocol stay charged to the
+        window (the application consumes them by reading), the rest is consumed here."""
+        negotiation = stream._negotiation
+        assert negotiation is not None
+        try:
+            negotiation.receive_data(data)
+        except GlueberryError as exc:
+            self.core.yamux.consume(stream.stream_id, len(data))
+            self._send_negotiation(stream)
+            stream._fail(exc)  # the opener sees NegotiationFailed, not a bare reset
+            self.reset_stream(stream.stream_id, 0)
+            return
+        self._send_negotiation(stream)
+        events = negotiation.events_received()
+        remainder = events[0].remainder if events else b""
+        self.core.yamux.consume(stream.stream_id, len(data) - len(remainder))
+        for agreed in events:
+            stream._negotiation = None
+            stream.protocol = agreed.protocol
+            if stream.outbound:
+                assert stream._negotiated is not None
+                if not stream._negotiated.done():
+                    stream._negotiated.set_result(agreed.protocol)
+            if agreed.remainder:
+                stream._on_data(agreed.remainder)
+            if not stream.outbound:
+                self.callbacks.stream_opened(stream)
+
+    def _send_negotiation(self, stream: Stream) -> None:
+        negotiation = stream._negotiation
+        if negotiation is None:
+            return
+        for chunk in negotiation.data_to_send():
+            self.core.yamux.send_data(stream.stream_id, chunk)
+        self._schedule_flush()
+
+    def _forget_if_done(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream._local_closed and stream._eof:
+            del self.streams[stream_id]
+
+
+def _tcp_multiaddr(sockaddr: object) -> Multiaddr | None:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        try:
+            return Multiaddr.from_tcp(str(sockaddr[0]), int(sockaddr[1]))
+        except ValueError:
+            return None
+    return None

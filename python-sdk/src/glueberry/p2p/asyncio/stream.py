@@ -1,0 +1,241 @@
+"""A yamux stream as the application sees it: read, write, close, reset.
+
+Flow control is end to end: received bytes count against the yamux window until the application
+reads them (or, in callback mode, acknowledges them), so a slow reader stalls the remote sender
+instead of growing memory; :meth:`Stream.write` waits for the remote's window and for the socket
+to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ...exceptions import InvalidState, StreamClosed, StreamReset
+from ..keys import PeerID
+from ..multistream import MultistreamClient, MultistreamServer
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["DataCallback", "Stream"]
+
+# Called with each chunk of received data; b"" means the remote closed its side.
+DataCallback = Callable[[bytes], None]
+
+
+class Stream:
+    """One multiplexed stream, after (or during) multistream-select negotiation."""
+
+    __slots__ = (
+        "_buffer",
+        "_callback",
+        "_conn",
+        "_eof",
+        "_error",
+        "_local_closed",
+        "_negotiated",
+        "_negotiation",
+        "_read_waiter",
+        "_write_waiter",
+        "outbound",
+        "protocol",
+        "stream_id",
+    )
+
+    def __init__(self, conn: Connection, stream_id: int, *, outbound: bool) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self.outbound = outbound
+        self.protocol = ""
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._local_closed = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._callback: DataCallback | None = None
+        self._negotiation: MultistreamClient | MultistreamServer | None = None
+        self._negotiated: asyncio.Future[str] | None = None
+
+    def __repr__(self) -> str:
+        way = "out" if self.outbound else "in"
+        return f"<Stream {self.stream_id} {way} {self.protocol or '(negotiating)'} {self.remote_peer_id}>"
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    @property
+    def remote_peer_id(self) -> PeerID:
+        return self._conn.remote_peer_id
+
+    @property
+    def is_reset(self) -> bool:
+        return isinstance(self._error, StreamReset)
+
+    @property
+    def at_eof(self) -> bool:
+        """The remote closed its side and every byte it sent was read."""
+        return self._eof and not self._buffer
+
+    # Reading.
+
+    async def read(self, max_bytes: int = 256 * 1024) -> bytes:
+        """Up to ``max_bytes`` received bytes, waiting for at least one; ``b""`` at end of stream.
+
+        Raises:
+            StreamReset: the stream was reset (by either side) or its connection was lost.
+        """
+        if self._callback is not None:
+            raise InvalidState("this stream delivers data to a callback; read() is not available")
+        while not self._buffer:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            await self._wait_readable()
+        if self._error is not None:
+            raise self._error
+        buf = self._buffer
+        if len(buf) <= max_bytes:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:max_bytes])
+            del buf[:max_bytes]
+        self._conn.consume(self.stream_id, len(data))
+        return data
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes. Raises :class:`StreamClosed` if the stream ends first."""
+        chunks = bytearray()
+        while len(chunks) < n:
+            data = await self.read(n - len(chunks))
+            if not data:
+                raise StreamClosed(f"stream ended after {len(chunks)} of {n} bytes")
+            chunks += data
+        return bytes(chunks)
+
+    async def read_all(self, limit: int) -> bytes:
+        """Everything until the remote closes; :class:`StreamClosed` past ``limit`` bytes."""
+        out = bytearray()
+        while data := await self.read():
+            out += data
+            if len(out) > limit:
+                self.reset()
+                raise StreamClosed(f"stream sent more than {limit} bytes")
+        return bytes(out)
+
+    def set_data_callback(self, callback: DataCallback) -> None:
+        """Deliver received data to ``callback`` instead of :meth:`read` (no task per stream).
+
+        The bytes stay charged to the yamux window until :meth:`acknowledge` is called, so the
+        callback's owner keeps the flow control it would have with :meth:`read`. Data already
+        buffered is delivered at once; ``b""`` announces the remote's end of stream.
+        """
+        self._callback = callback
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            callback(data)
+        if self._eof:
+            callback(b"")
+
+    def acknowledge(self, n: int) -> None:
+        """In callback mode: ``n`` delivered bytes were taken care of; the remote may send more."""
+        self._conn.consume(self.stream_id, n)
+
+    # Writing.
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``, waiting for window and socket space as needed.
+
+        Raises:
+            StreamReset: the stream was reset or its connection lost.
+            StreamClosed: we already closed our side.
+        """
+        conn = self._conn
+        view = data if isinstance(data, bytes) else bytes(data)
+        offset = 0
+        total = len(view)
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._local_closed:
+                raise StreamClosed("write after close()")
+            if conn.writing_paused:
+                await conn.wait_writable()
+                continue
+            taken = conn.send_stream_data(self.stream_id, view if offset == 0 else memoryview(view)[offset:])
+            offset += taken
+            if offset >= total:
+                return
+            await self._wait_writable()
+
+    async def close(self) -> None:
+        """Close our side (yamux FIN); the remote may go on sending and we may go on reading."""
+        if self._local_closed or self._error is not None:
+            return
+        self._local_closed = True
+        self._conn.close_stream(self.stream_id)
+
+    def reset(self, code: int = 0) -> None:
+        """Abort the stream both ways; data in flight is lost."""
+        if self._error is not None:
+            return
+        self._fail(StreamReset("stream reset locally"))
+        self._conn.reset_stream(self.stream_id, code)
+
+    # Called by the connection.
+
+    def _on_data(self, data: bytes) -> None:
+        if self._callback is not None:
+            self._callback(data)
+            return
+        self._buffer += data
+        self._wake_reader()
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        if self._callback is not None:
+            self._callback(b"")
+        self._wake_reader()
+
+    def _on_window(self) -> None:
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._buffer.clear()
+        for waiter in (self._read_waiter, self._write_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if self._negotiated is not None and not self._negotiated.done():
+            self._negotiated.set_exception(exc)
+            self._negotiated.exception()  # the opener may have given up already: mark it retrieved
+        if self._callback is not None:
+            self._callback(b"")
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_readable(self) -> None:
+        self._read_waiter = self._conn.loop.create_future()
+        try:
+            await self._read_waiter
+        finally:
+            self._read_waiter = None
+
+    async def _wait_writable(self) -> None:
+        self._write_waiter = self._conn.loop.create_future()
+        try:
+            await self._write_waiter
+        finally:
+            self._write_waiter = None

@@ -1,0 +1,275 @@
+"""One libp2p connection over a byte stream, sans-I/O: negotiate, secure, multiplex.
+
+Theory of operation
+-------------------
+A raw TCP connection is upgraded in four stages, each a sans-I/O core of its own::
+
+    SECURITY_NEGOTIATION  multistream-select over raw bytes: "/noise" (a listener answers "na" to
+                          "/tls/1.0.0", which go-libp2p proposes first, so the dialler falls back)
+    NOISE_HANDSHAKE       Noise XX with the libp2p payload; learns and checks the remote peer ID
+    MUXER_NEGOTIATION     multistream-select inside Noise: "/yamux/1.0.0" — skipped when both
+                          sides listed yamux in their Noise payload (libp2p inlined muxer
+                          negotiation; go-libp2p always lists it), which saves a round trip
+    MUXED                 yamux inside Noise; this core now only moves bytes through both layers
+
+Invariants:
+
+1. Bytes a stage receives after its own end belong to the next stage and are handed on in order
+   (``ProtocolAgreed.remainder``, Noise transport data that follows the last handshake message).
+2. The dialler is the Noise initiator, the multistream client of both negotiations and the yamux
+   client (odd stream IDs), as in go-libp2p.
+3. Output is produced only by :meth:`data_to_send`, which drains every layer top-down (yamux →
+   Noise → raw), so many yamux frames share one Noise message and one write.
+4. After a fatal error the core queues whatever goodbye it still can (a yamux GoAway), re-raises,
+   and from then on refuses use with ``InvalidState``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..exceptions import InvalidState, NegotiationFailed
+from . import noise as noise_mod
+from . import yamux as yamux_mod
+from .keys import PeerID
+from .multistream import MultistreamClient, MultistreamServer, ProtocolAgreed
+
+__all__ = [
+    "MUXER_PROTOCOL",
+    "SECURITY_PROTOCOL",
+    "ConnectionCore",
+    "ConnectionEvent",
+    "SecurityEstablished",
+    "Stage",
+    "UpgradeCompleted",
+]
+
+SECURITY_PROTOCOL = "/noise"
+MUXER_PROTOCOL = "/yamux/1.0.0"
+
+
+class Stage(Enum):
+    SECURITY_NEGOTIATION = "security-negotiation"
+    NOISE_HANDSHAKE = "noise-handshake"
+    MUXER_NEGOTIATION = "muxer-negotiation"
+    MUXED = "muxed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEstablished:
+    """The Noise handshake finished: ``remote_peer_id`` proved its key."""
+
+    remote_peer_id: PeerID
+    remote_public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeCompleted:
+    """yamux is running: streams may be opened and will be accepted."""
+
+
+ConnectionEvent = SecurityEstablished | UpgradeCompleted | yamux_mod.YamuxEvent
+
+
+class ConnectionCore:
+    """The upgrade pipeline of one connection.
+
+    Args:
+        initiator: True on the dialling side.
+        static_key: this side's Noise static key.
+        identity_key: this side's raw Ed25519 public key.
+        identity_signature: the signature of ``noise.noise_signature_payload(static public key)``
+            by ``identity_key`` (made beforehand, possibly by a remote signer).
+        expected_peer: the peer the dialler meant to reach; the handshake fails otherwise.
+        yamux_config: limits and windows of the multiplexer.
+        inline_muxer: offer yamux in the Noise payload (inlined muxer negotiation).
+
+    After construction: call :meth:`data_to_send` (the dialler speaks first).
+    """
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        static_key: X25519PrivateKey,
+        identity_key: bytes,
+        identity_signature: bytes,
+        expected_peer: PeerID | None = None,
+        yamux_config: yamux_mod.YamuxConfig | None = None,
+        inline_muxer: bool = True,
+    ) -> None:
+        self.initiator = initiator
+        self.stage = Stage.SECURITY_NEGOTIATION
+        self._noise_args = (static_key, identity_key, identity_signature, expected_peer)
+        self._yamux_config = yamux_config
+        self._muxers = (MUXER_PROTOCOL,) if inline_muxer else ()
+        self._events: list[ConnectionEvent] = []
+        self._raw_out: list[bytes] = []
+        self._negotiation: MultistreamClient | MultistreamServer = (
+            MultistreamClient([SECURITY_PROTOCOL]) if initiator else MultistreamServer({SECURITY_PROTOCOL})
+        )
+        self._raw_out += self._negotiation.data_to_send()
+        self._noise: noise_mod.NoiseProtocol | None = None
+        self._yamux: yamux_mod.YamuxProtocol | None = None
+        self.remote_peer_id: PeerID | None = None
+        self.remote_public_key: bytes | None = None
+
+    # Public methods for receiving data.
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the socket.
+
+        After calling this method: call :meth:`data_to_send` and write the bytes, then handle
+        :meth:`events_received`.
+
+        Raises:
+            HandshakeError, ProtocolError, ConnectionClosed: the connection must be closed (after
+                writing out :meth:`data_to_send`).
+        """
+        self._check_open()
+        try:
+            if self.stage is Stage.MUXED:
+                self._noise_in(data)  # the hot path
+            elif self.stage is Stage.SECURITY_NEGOTIATION:
+                self._negotiation.receive_data(data)
+                self._after_security_negotiation()
+            else:
+                self._noise_in(data)
+        except BaseException:
+            self._fail()
+            raise
+
+    def receive_eof(self) -> None:
+        """The socket was closed by the remote."""
+        if self.stage is Stage.CLOSED:
+            return
+        try:
+            if self.stage is Stage.SECURITY_NEGOTIATION:
+                self._negotiation.receive_eof()
+            else:
+                assert self._noise is not None
+                self._noise.receive_eof()
+                self._drain_noise()
+        finally:
+            self.stage = Stage.CLOSED
+        if self._yamux is not None:
+            self._yamux.receive_eof()
+            self._events += self._yamux.events_received()
+
+    def events_received(self) -> list[ConnectionEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # Public methods for sending data.
+
+    def data_to_send(self) -> list[bytes]:
+        """Everything to write to the socket now, in order."""
+        yamux = self._yamux
+        if yamux is not None and self._noise is not None:
+            plain = yamux.data_to_send()
+            if plain:
+                self._noise.send_data(b"".join(plain) if len(plain) > 1 else plain[0])
+        if self._noise is not None:
+            self._raw_out += self._noise.data_to_send()
+        out, self._raw_out = self._raw_out, []
+        return out
+
+    @property
+    def yamux(self) -> yamux_mod.YamuxProtocol:
+        """The multiplexer, once :class:`UpgradeCompleted` was seen."""
+        if self._yamux is None:
+            raise InvalidState("the connection is not multiplexed yet")
+        return self._yamux
+
+    @property
+    def upgraded(self) -> bool:
+        return self._yamux is not None
+
+    # Stages.
+
+    def _after_security_negotiation(self) -> None:
+        self._raw_out += self._negotiation.data_to_send()
+        for event in self._negotiation.events_received():
+            if event.protocol != SECURITY_PROTOCOL:  # pragma: no cover - the cores only agree on it
+                raise NegotiationFailed(f"unexpected security protocol {event.protocol}")
+            static_key, identity_key, signature, expected = self._noise_args
+            self._noise = noise_mod.NoiseProtocol(
+                initiator=self.initiator,
+                static_key=static_key,
+                identity_key=identity_key,
+                identity_signature=signature,
+                expected_peer=expected,
+                stream_muxers=self._muxers,
+            )
+            self.stage = Stage.NOISE_HANDSHAKE
+            if event.remainder:
+                self._noise_in(event.remainder)
+
+    def _noise_in(self, data: bytes | bytearray | memoryview) -> None:
+        noise = self._noise
+        assert noise is not None
+        noise.receive_data(data)
+        self._drain_noise()
+
+    def _drain_noise(self) -> None:
+        assert self._noise is not None
+        for event in self._noise.events_received():
+            if isinstance(event, noise_mod.DataReceived):
+                self._plaintext_in(event.data)
+            elif isinstance(event, noise_mod.HandshakeCompleted):
+                self.remote_peer_id = event.remote_peer_id
+                self.remote_public_key = event.remote_identity_key
+                self._events.append(SecurityEstablished(event.remote_peer_id, event.remote_identity_key))
+                if self._muxers and MUXER_PROTOCOL in event.remote_stream_muxers:
+                    self._start_yamux(ProtocolAgreed(MUXER_PROTOCOL, b""))
+                    continue
+                self.stage = Stage.MUXER_NEGOTIATION
+                self._negotiation = (
+                    MultistreamClient([MUXER_PROTOCOL])
+                    if self.initiator
+                    else MultistreamServer({MUXER_PROTOCOL})
+                )
+                self._send_negotiation_output()
+            # EOFReceived: receive_eof() handles the end of the connection
+
+    def _plaintext_in(self, data: bytes) -> None:
+        if self.stage is Stage.MUXED:
+            assert self._yamux is not None
+            self._yamux.receive_data(data)
+            self._events += self._yamux.events_received()
+            return
+        self._negotiation.receive_data(data)
+        self._send_negotiation_output()
+        for agreed in self._negotiation.events_received():
+            self._start_yamux(agreed)
+
+    def _send_negotiation_output(self) -> None:
+        assert self._noise is not None
+        for chunk in self._negotiation.data_to_send():
+            self._noise.send_data(chunk)
+
+    def _start_yamux(self, agreed: ProtocolAgreed) -> None:
+        self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
+        self.stage = Stage.MUXED
+        self._events.append(UpgradeCompleted())
+        if agreed.remainder:
+            self._yamux.receive_data(agreed.remainder)
+            self._events += self._yamux.events_received()
+
+    def _fail(self) -> None:
+        """Flush what can still be said (a yamux GoAway queued by the failing core), then close."""
+        if self.stage is Stage.CLOSED:
+            return
+        try:
+            self._raw_out += self.data_to_send()
+        except Exception:
+            self._raw_out.clear()
+        self.stage = Stage.CLOSED
+
+    def _check_open(self) -> None:
+        if self.stage is Stage.CLOSED:
+            raise InvalidState("connection is closed")
