@@ -265,9 +265,9 @@ class ConnectionCore:
         if self.stage is Stage.CLOSED:
             return
         try:
-            self._raw_out += self.data_to_send()
-        except Exception:
-            self._raw_out.clear()
+            self._raw_out = self.data_to_send()  # it drains _raw_out too: keep its result whole
+        except Exception:  # a best-effort goodbye on a connection that is already failing
+            self._raw_out = []
         self.stage = Stage.CLOSED
 
     def _check_open(self) -> None:
