@@ -187,8 +187,9 @@ func pattern(off int64, n int) []byte {
 	return patternBuf[start : start+n]
 }
 
-// writePattern writes total pattern bytes (starting at offset 0) and returns their sha256.
-func writePattern(w io.Writer, total int64) (string, error) {
+// writePattern writes total pattern bytes (starting at offset 0) and returns their sha256
+// (or "" when hash is false: benchmarks leave the hashing out of the timing).
+func writePattern(w io.Writer, total int64, hash bool) (string, error) {
 	h := sha256.New()
 	for off := int64(0); off < total; {
 		n := int(min(total-off, chunkSize))
@@ -196,8 +197,13 @@ func writePattern(w io.Writer, total int64) (string, error) {
 		if _, err := w.Write(chunk); err != nil {
 			return "", fmt.Errorf("write at offset %d: %w", off, err)
 		}
-		h.Write(chunk)
+		if hash {
+			h.Write(chunk)
+		}
 		off += int64(n)
+	}
+	if !hash {
+		return "", nil
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -205,6 +211,18 @@ func writePattern(w io.Writer, total int64) (string, error) {
 // readPattern reads until EOF, checking every byte against the pattern, and returns the count
 // and sha256 of what was read.
 func readPattern(r io.Reader) (int64, string, error) {
+	return readChecked(r, true)
+}
+
+// readChecked is readPattern with the check optional (without it: count to EOF, no hash).
+func readChecked(r io.Reader, verify bool) (int64, string, error) {
+	if !verify {
+		n, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return n, "", fmt.Errorf("read at offset %d: %w", n, err)
+		}
+		return n, "", nil
+	}
 	h := sha256.New()
 	buf := make([]byte, chunkSize)
 	var off int64
@@ -496,7 +514,7 @@ func (ap *app) cmdSendBulk(ctx context.Context, a *args) (map[string]any, error)
 		return nil, err
 	}
 	defer s.Close()
-	sum, err := writePattern(s, total)
+	sum, err := writePattern(s, total, a.optBool("hash", true))
 	if err != nil {
 		s.Reset()
 		return nil, err
@@ -561,6 +579,7 @@ func (ap *app) cmdMessages(ctx context.Context, a *args) (map[string]any, error)
 	p := a.peer("peer_id")
 	count := a.optInt("count", 1000)
 	size := a.optInt("size", 64)
+	verify := a.optBool("verify", true)
 	protos := a.protocols("/echo/1.0.0")
 	if a.err != nil {
 		return nil, a.err
@@ -585,7 +604,7 @@ func (ap *app) cmdMessages(ctx context.Context, a *args) (map[string]any, error)
 		}
 		werr <- s.CloseWrite()
 	}()
-	n, _, rerr := readPattern(s)
+	n, _, rerr := readChecked(s, verify)
 	if err := <-werr; err != nil {
 		s.Reset()
 		return nil, err
@@ -946,8 +965,13 @@ func (ap *app) behaviour(name string) (network.StreamHandler, error) {
 		return func(s network.Stream) { _ = s.Close() }, nil
 	case "hold":
 		return ap.handleHold, nil
+	case "discard":
+		return func(s network.Stream) {
+			_, _ = io.Copy(io.Discard, s)
+			_ = s.Close()
+		}, nil
 	}
-	return nil, fmt.Errorf("unknown behaviour %q (echo, sink, source, reset, close, hold)", name)
+	return nil, fmt.Errorf("unknown behaviour %q (echo, sink, source, reset, close, hold, discard)", name)
 }
 
 func (ap *app) streamFields(s network.Stream) map[string]any {
@@ -1010,7 +1034,7 @@ func (ap *app) handleSource(s network.Stream) {
 		return
 	}
 	total := int64(binary.BigEndian.Uint64(hdr[:]))
-	if _, err := writePattern(s, total); err != nil {
+	if _, err := writePattern(s, total, true); err != nil {
 		ap.reportReset(s, err)
 		log.Printf("source: %v", err)
 		s.Reset()
@@ -1227,6 +1251,7 @@ func main() {
 	}
 	for proto, name := range map[string]string{
 		"/echo/1.0.0": "echo", "/sink/1.0.0": "sink", "/source/1.0.0": "source", "/reset/1.0.0": "reset",
+		"/discard/1.0.0": "discard",
 	} {
 		hf, _ := ap.behaviour(name)
 		h.SetStreamHandler(protocol.ID(proto), hf)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Sequence
+from typing import cast
 
 from ...exceptions import (
     ConnectionClosed,
@@ -214,7 +215,7 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
