@@ -174,7 +174,7 @@ class GoPeer:
             raise
         return self
 
-    async def close(self, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
+    async def close(self, timeout: float = 10.0) -> int | None:
         """Ask the program to quit, kill it if it has not exited within ``timeout``, and
         return its exit code. Safe to call more than once."""
         proc = self._proc
@@ -276,7 +276,7 @@ class GoPeer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def request(self, cmd: str, *, timeout: float | None = None, **args: Any) -> JSONObject:  # noqa: ASYNC109
+    async def request(self, cmd: str, *, timeout: float | None = None, **args: Any) -> JSONObject:
         """Send ``{"id": N, "cmd": cmd, **args}`` and return the answer.
 
         Raises :class:`GoCommandError` when the answer has ``ok: false`` and
@@ -324,7 +324,7 @@ class GoPeer:
         self,
         name: str,
         predicate: EventPredicate | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 (the API promises a per-call budget)
+        timeout: float = 10.0,
     ) -> JSONObject:
         """Return the oldest not yet claimed event named ``name`` (and matching ``predicate``),
         waiting up to ``timeout`` seconds for it to arrive. Each event is returned by at most
