@@ -32,7 +32,11 @@
     │   ├── InvalidKey
     │   ├── InvalidStreamName
     │   ├── MessageTooLarge
+    │   ├── MetadataTooLarge            peer metadata over the limit (Go: ErrMetadataTooLarge)
     │   └── InvalidConfig
+    │       ├── AddressBookCorrupt      the file is not an address book; it is left untouched
+    │       └── AddressBookUnreadable   the file cannot be read
+    ├── AddressBookWriteFailed          saving failed; the change was not applied (retriable)
     ├── PeerNotFound                    not in the address book
     ├── PeerBlacklisted                 blacklisted (permanent)
     ├── NodeNotStarted
@@ -48,6 +52,9 @@ from enum import IntEnum
 from typing import ClassVar
 
 __all__ = [
+    "AddressBookCorrupt",
+    "AddressBookUnreadable",
+    "AddressBookWriteFailed",
     "ConnectionClosed",
     "ConnectionFailed",
     "DecryptionFailed",
@@ -71,6 +78,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedFrame",
     "MessageTooLarge",
+    "MetadataTooLarge",
     "MuxerProtocolError",
     "NegotiationFailed",
     "NodeAlreadyStarted",
@@ -322,6 +330,45 @@ class NodeNotStarted(GlueberryError):
 
 class NodeAlreadyStarted(GlueberryError):
     code = ErrorCode.NODE_ALREADY_STARTED
+
+
+class AddressBookCorrupt(InvalidConfig):
+    """The address book file exists but is not a version-1 Glueberry address book."""
+
+    hint = "Move it aside or fix it; it was not modified."
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"address book {path} cannot be loaded: {problem}. {self.hint}")
+        self.path = path
+        self.problem = problem
+
+
+class AddressBookUnreadable(InvalidConfig):
+    """The address book file exists but cannot be read (permissions, a directory, an I/O error)."""
+
+    hint = "Check the path and its permissions; the file was not modified."
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"address book {path} cannot be read: {problem}. {self.hint}")
+        self.path = path
+        self.problem = problem
+
+
+class AddressBookWriteFailed(GlueberryError):
+    """Saving the address book failed; the change was not applied and the old file is intact."""
+
+    retriable = True
+    hint = "Check free space and write permission on the address book's directory."
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"address book {path} could not be saved: {problem}. {self.hint}")
+        self.path = path
+
+
+class MetadataTooLarge(InvalidArgument):
+    """Go's ``ErrMetadataTooLarge``: keys plus values over the limit, counted in UTF-8 bytes."""
+
+    hint = "Store less metadata per peer or raise max_metadata_bytes."
 
 
 _PERMANENT = frozenset({ErrorCode.PEER_BLACKLISTED, ErrorCode.INVALID_CONFIG})

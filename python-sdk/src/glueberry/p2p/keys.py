@@ -7,7 +7,7 @@ Spec: libp2p/specs ``peer-ids/peer-ids.md``; PROTOCOL.md §2.1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import base58
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -108,9 +108,12 @@ class PeerID:
     """A libp2p peer ID: the multihash bytes, shown as base58btc."""
 
     multihash: bytes
+    # The base58btc text, computed once: IDs are logged and used as keys far more often than made.
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_multihash(self.multihash)
+        object.__setattr__(self, "_text", str(base58.b58encode(self.multihash), "ascii"))
 
     @classmethod
     def from_public_key(cls, public_key: bytes) -> PeerID:
@@ -137,10 +140,10 @@ class PeerID:
         return cls(raw)
 
     def to_string(self) -> str:
-        return str(base58.b58encode(self.multihash), "ascii")
+        return self._text
 
     def __str__(self) -> str:
-        return self.to_string()
+        return self._text
 
     def __repr__(self) -> str:
         return f"PeerID({self.to_string()!r})"

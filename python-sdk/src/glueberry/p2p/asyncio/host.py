@@ -235,6 +235,9 @@ class Host(ConnectionCallbacks):
             except (OSError, TimeoutError, GlueberryError) as exc:
                 last = exc
                 continue
+            if not conn.is_open:  # e.g. the remote's gater refused us right after the handshake
+                last = conn.close_reason or ConnectionClosed("the remote closed the connection")
+                continue
             return conn
         raise ConnectionFailed(f"could not connect to {peer_id}: {last}", peer_id=str(peer_id)) from last
 

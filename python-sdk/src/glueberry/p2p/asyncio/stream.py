@@ -32,6 +32,7 @@ class Stream:
         "_buffer",
         "_callback",
         "_conn",
+        "_discard",
         "_eof",
         "_error",
         "_local_closed",
@@ -56,6 +57,7 @@ class Stream:
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._callback: DataCallback | None = None
+        self._discard = False
         self._negotiation: MultistreamClient | MultistreamServer | None = None
         self._negotiated: asyncio.Future[str] | None = None
 
@@ -93,7 +95,7 @@ class Stream:
         while not self._buffer:
             if self._error is not None:
                 raise self._error
-            if self._eof:
+            if self._eof or self._discard:
                 return b""
             await self._wait_readable()
         if self._error is not None:
@@ -143,6 +145,15 @@ class Stream:
         if self._eof:
             callback(b"")
 
+    def close_read(self) -> None:
+        """Stop reading: whatever arrives from now on is dropped (and its window returned), as
+        go-yamux does after a full ``Close``. Buffered data is dropped too."""
+        self._discard = True
+        if self._buffer:
+            self._conn.consume(self.stream_id, len(self._buffer))
+            self._buffer.clear()
+        self._wake_reader()
+
     def acknowledge(self, n: int) -> None:
         """In callback mode: ``n`` delivered bytes were taken care of; the remote may send more."""
         self._conn.consume(self.stream_id, n)
@@ -191,6 +202,9 @@ class Stream:
     # Called by the connection.
 
     def _on_data(self, data: bytes) -> None:
+        if self._discard:
+            self._conn.consume(self.stream_id, len(data))
+            return
         if self._callback is not None:
             self._callback(data)
             return
@@ -218,7 +232,7 @@ class Stream:
         if self._negotiated is not None and not self._negotiated.done():
             self._negotiated.set_exception(exc)
             self._negotiated.exception()  # the opener may have given up already: mark it retrieved
-        if self._callback is not None:
+        if self._callback is not None and not self._eof:
             self._callback(b"")
 
     def _wake_reader(self) -> None:
