@@ -76,6 +76,7 @@ class Host(ConnectionCallbacks):
         self.signer = signer
         self.peer_id = signer.peer_id
         self._handlers: dict[str, StreamHandler] = {}
+        self._matchers: list[tuple[Callable[[str], bool], StreamHandler]] = []
         self._connections: dict[PeerID, list[Connection]] = {}
         self._servers: list[asyncio.Server] = []
         self._listen_addrs: list[Multiaddr] = []
@@ -141,6 +142,11 @@ class Host(ConnectionCallbacks):
         """Serve ``protocol``: ``handler(stream)`` runs in its own task for each inbound stream."""
         self._handlers[protocol] = handler
         self._protocols_changed()
+
+    def set_stream_matcher(self, match: Callable[[str], bool], handler: StreamHandler) -> None:
+        """Serve every protocol ``match`` accepts that has no handler of its own (e.g. all
+        ``/glueberry/stream/<name>/1.0.0``); such protocols are not listed in identify."""
+        self._matchers.append((match, handler))
 
     def remove_stream_handler(self, protocol: str) -> None:
         if self._handlers.pop(protocol, None) is not None:
@@ -248,7 +254,13 @@ class Host(ConnectionCallbacks):
     # ConnectionCallbacks (called by our connections).
 
     def supports(self, protocol: str) -> bool:
-        return protocol in self._handlers
+        return protocol in self._handlers or any(match(protocol) for match, _ in self._matchers)
+
+    def _handler_for(self, protocol: str) -> StreamHandler | None:
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            handler = next((h for match, h in self._matchers if match(protocol)), None)
+        return handler
 
     def secured(self, conn: Connection) -> None:
         peer = conn.remote_peer_id
@@ -261,7 +273,7 @@ class Host(ConnectionCallbacks):
         self._connections.setdefault(peer, []).append(conn)
 
     def stream_opened(self, stream: Stream) -> None:
-        handler = self._handlers.get(stream.protocol)
+        handler = self._handler_for(stream.protocol)
         if handler is None:  # removed while the stream negotiated
             stream.reset()
             return

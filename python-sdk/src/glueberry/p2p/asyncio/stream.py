@@ -187,6 +187,10 @@ class Stream:
 
     async def close(self) -> None:
         """Close our side (yamux FIN); the remote may go on sending and we may go on reading."""
+        self.close_write()
+
+    def close_write(self) -> None:
+        """:meth:`close` for callers that cannot await (callbacks)."""
         if self._local_closed or self._error is not None:
             return
         self._local_closed = True

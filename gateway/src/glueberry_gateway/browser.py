@@ -1,0 +1,558 @@
+"""One browser WebSocket: authenticate, open sessions, relay frames (docs/gateway-protocol.md).
+
+Two tasks per socket and none per session: the reader handles one incoming message at a time (so
+a data frame is handed to its backend stream before the next is read — back-pressure), and the
+writer drains the one bounded outbound queue. Opening a session runs in its own short task,
+because the browser's answer to the ``sign`` request arrives through the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from glueberry.exceptions import GlueberryError, PeerIDMismatch
+from glueberry.limits import TokenBucket
+from glueberry.p2p.keys import PeerID, verify_signature
+from glueberry.p2p.noise import generate_static_key
+
+from . import codec
+from .auth import Challenge, TokenClaims, is_noise_payload, verify_auth
+from .codec import ProtocolViolation
+from .codes import Code, is_socket_level
+from .relay import Ack, BackendSession, TooManyStreams
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+__all__ = ["BrowserSocket"]
+
+_log = logging.getLogger("glueberry_gateway")
+_audit = logging.getLogger("glueberry_gateway.audit")
+
+
+class _SessionError(Exception):
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RemoteSigner:
+    """A :class:`~glueberry.p2p.signer.Signer` that asks the browser to sign (§5.1)."""
+
+    def __init__(self, socket: BrowserSocket, session: int) -> None:
+        self._socket = socket
+        self._session = session
+
+    @property
+    def public_key(self) -> bytes:
+        assert self._socket.public_key is not None
+        return self._socket.public_key
+
+    @property
+    def peer_id(self) -> PeerID:
+        assert self._socket.peer_id is not None
+        return self._socket.peer_id
+
+    async def sign(self, message: bytes) -> bytes:
+        if not is_noise_payload(message):  # never ask the browser to sign anything else
+            raise _SessionError(Code.SIGNATURE_INVALID, "refusing to request a non-Noise signature")
+        signature = await self._socket.request_signature(self._session, message)
+        if not verify_signature(self.public_key, signature, message):
+            raise _SessionError(Code.SIGNATURE_INVALID, "the browser's Noise signature does not verify")
+        return signature
+
+
+class BrowserSocket:
+    def __init__(self, gateway: Gateway, websocket: WebSocket, client_ip: str) -> None:
+        self.gateway = gateway
+        self.ws = websocket
+        self.client_ip = client_ip
+        self.limits = limits = gateway.settings.limits
+        self.origin = websocket.headers.get("origin", "")
+        self.public_key: bytes | None = None
+        self.peer_id: PeerID | None = None
+        self.claims: TokenClaims | None = None
+        self.sessions: dict[int, BackendSession] = {}
+        self.opening: set[int] = set()
+        self.resume_token = os.urandom(24)
+        self._queue: deque[tuple[bytes | str, Ack | None]] = deque()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._full_since: float | None = None
+        self._signs: dict[int, asyncio.Future[bytes]] = {}
+        self._next_sign = 1
+        self._closing: tuple[Code, str] | None = None
+        self._last_activity = time.monotonic()
+        now = time.monotonic()
+        self._messages = TokenBucket(limits.messages_per_second, limits.messages_per_second, now)
+        self._bytes = TokenBucket(limits.bytes_per_second, limits.bytes_per_second, now)
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._ws_closed = False
+        self._lost = False  # the socket dropped without a close: sessions may be resumed
+
+    # The socket's life.
+
+    async def run(self) -> None:
+        ws = self.ws
+        if codec.SUBPROTOCOL not in ws.scope.get("subprotocols", []):
+            await ws.accept()
+            await ws.close(Code.UNSUPPORTED_VERSION, f"the {codec.SUBPROTOCOL} subprotocol is required")
+            self.gateway.metrics.closes.labels(Code.UNSUPPORTED_VERSION.name).inc()
+            return
+        await ws.accept(subprotocol=codec.SUBPROTOCOL)
+        writer = asyncio.ensure_future(self._writer())
+        try:
+            await self._authenticate()
+            await self._serve()
+        except ProtocolViolation as exc:
+            self._fail(exc.code, exc.message)
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            _log.exception("socket from %s failed", self.client_ip)
+            self._fail(Code.INTERNAL_ERROR, "internal error")
+        finally:
+            await self._finish(writer)
+
+    def _fail(self, code: Code, message: str) -> None:
+        """Tell the browser why (an error message) and close with ``code`` once it is written."""
+        if self._closing is None:
+            self._closing = (code, message)
+            self._enqueue(codec.encode("error", code=int(code), message=message), None)
+            self._wakeup.set()
+
+    async def _finish(self, writer: asyncio.Task[None]) -> None:
+        if self._closing is None:
+            self._closing = (Code.NORMAL, "")
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(writer, self.limits.slow_consumer_timeout)
+        except TimeoutError:
+            writer.cancel()
+        code, message = self._closing
+        self.gateway.metrics.closes.labels(code.name).inc()
+        self._drop_queue()
+        for fut in self._signs.values():
+            if not fut.done():
+                fut.cancel()
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+        self.gateway.socket_ended(self, resumable=self._lost)
+        await self._close_ws(code, message)
+
+    async def _close_ws(self, code: Code, message: str) -> None:
+        if self._ws_closed:
+            return
+        self._ws_closed = True
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.ws.close(int(code), message[:120])
+
+    async def _receive(self, timeout: float) -> str | bytes:
+        async with asyncio.timeout(timeout):
+            message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            if self._closing is None:
+                # the browser went away without closing: its sessions wait for a resume
+                self._lost = message.get("code", 1006) not in (1000, 1001)
+                self._closing = (Code.NORMAL, "")
+            raise WebSocketDisconnect(message.get("code", 1000))
+        self._last_activity = time.monotonic()
+        text = message.get("text")
+        if text is not None:
+            assert isinstance(text, str)
+            return text
+        data = message.get("bytes")
+        assert isinstance(data, bytes)
+        return data
+
+    async def _authenticate(self) -> None:
+        gw = self.gateway
+        loop_now = time.monotonic()
+        challenge = Challenge.new(loop_now, self.limits.challenge_ttl)
+        self._enqueue(
+            codec.encode(
+                "challenge",
+                version=codec.PROTOCOL_VERSION,
+                nonce=challenge.nonce,
+                gateway=str(gw.settings.peer_id),
+                expires_in=self.limits.challenge_ttl,
+            ),
+            None,
+        )
+        try:
+            raw = await self._receive(self.limits.auth_timeout)
+        except TimeoutError:
+            gw.metrics.auth_failures.labels(Code.AUTH_TIMEOUT.name).inc()
+            raise ProtocolViolation(Code.AUTH_TIMEOUT, "no auth message in time") from None
+        if isinstance(raw, bytes):
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, "binary frame before auth")
+        try:
+            message = codec.decode_client_message(raw, max_bytes=self.limits.max_control_bytes)
+            if not isinstance(message, codec.Auth):
+                raise ProtocolViolation(Code.PROTOCOL_ERROR, "the first message must be auth")
+            with gw.tracer.start_as_current_span("gateway.auth"):
+                challenge.take(time.monotonic())
+                if not gw.origin_allowed(self.origin):
+                    raise ProtocolViolation(Code.ORIGIN_NOT_ALLOWED, "this page's origin is not allowed")
+                self.peer_id = verify_auth(
+                    public_key=message.public_key,
+                    signature=message.signature,
+                    gateway_peer_id=str(gw.settings.peer_id),
+                    origin=self.origin,
+                    nonce=challenge.nonce,
+                )
+                self.public_key = message.public_key
+                self.claims = gw.check_token(message.token, self.peer_id)
+        except ProtocolViolation as exc:
+            gw.metrics.auth_failures.labels(exc.code.name).inc()
+            _audit.info(
+                "auth failed",
+                extra={"event": "auth", "ok": False, "ip": self.client_ip, "code": exc.code.name},
+            )
+            raise
+        gw.metrics.auth_successes.inc()
+        _audit.info(
+            "auth", extra={"event": "auth", "ok": True, "ip": self.client_ip, "peer": str(self.peer_id)}
+        )
+        resumed = gw.resume(self, message) if message.resume_token is not None else None
+        if message.resume_token is None:
+            gw.forget_detached(self.peer_id)
+        if self.claims is not None:
+            self._schedule_token_expiry(self.claims.expires_at)
+        backends = [
+            {"name": b.name, "peer_id": str(b.peer_id)}
+            for b in gw.settings.backends
+            if self._may_open(b.name, b.peer_id)
+        ]
+        self._enqueue(
+            codec.encode(
+                "ready",
+                peer_id=str(self.peer_id),
+                resume_token=self.resume_token,
+                resume_grace=self.limits.resume_grace,
+                backends=backends,
+                limits={
+                    "max_sessions": self.limits.max_sessions,
+                    "max_streams": self.limits.max_streams,
+                    "max_frame_bytes": self.limits.max_frame_bytes,
+                    "max_control_bytes": self.limits.max_control_bytes,
+                },
+                resumed=resumed,
+            ),
+            None,
+        )
+        if resumed:
+            for number, outcome in resumed.items():
+                if outcome["recovered"]:
+                    self.sessions[int(number)].replay(message.resume_sessions.get(int(number), 0))
+
+    async def _serve(self) -> None:
+        limits = self.limits
+        while self._closing is None:
+            try:
+                raw = await self._receive(limits.idle_timeout)
+            except TimeoutError:
+                if time.monotonic() - self._last_activity >= limits.idle_timeout:
+                    raise ProtocolViolation(Code.IDLE_TIMEOUT, "idle for too long") from None
+                continue
+            now = time.monotonic()
+            if self._messages.take(now) or self._bytes.take(now, len(raw)):
+                raise ProtocolViolation(Code.RATE_LIMITED, "too many messages or bytes per second")
+            if isinstance(raw, bytes):
+                await self._on_data(raw)
+            else:
+                self._on_control(codec.decode_client_message(raw, max_bytes=limits.max_control_bytes))
+
+    # Browser -> gateway.
+
+    async def _on_data(self, raw: bytes) -> None:
+        frame = codec.decode_data_frame(raw, max_bytes=self.limits.max_frame_bytes)
+        session = self.sessions.get(frame.session)
+        if session is None:
+            self.gateway.metrics.drops.labels("unknown_session").inc()
+            self._error(Code.SESSION_NOT_FOUND, "no such session", session=frame.session)
+            return
+        try:
+            await session.send(frame.stream, frame.payload)
+        except TooManyStreams as exc:
+            self.gateway.metrics.drops.labels("too_many_streams").inc()
+            self._error(Code.TOO_MANY_STREAMS, str(exc), session=frame.session)
+            return
+        except GlueberryError as exc:
+            self.gateway.metrics.drops.labels("backend_stream").inc()
+            _log.info("session %d: send on %s failed: %s", frame.session, frame.stream, exc)
+            self._error(Code.BACKEND_CLOSED, f"cannot send on {frame.stream}: {exc}", session=frame.session)
+            return
+        self.gateway.metrics.frames.labels("to_backend").inc()
+        self.gateway.metrics.bytes.labels("to_backend").inc(len(frame.payload))
+
+    def _on_control(self, message: codec.ClientMessage) -> None:
+        if isinstance(message, codec.Open):
+            self._start_open(message)
+        elif isinstance(message, codec.Signature | codec.SignRefused):
+            fut = self._signs.pop(message.id, None)
+            if fut is None or fut.done():
+                raise ProtocolViolation(Code.PROTOCOL_ERROR, f"no sign request with id {message.id}")
+            if isinstance(message, codec.Signature):
+                fut.set_result(message.signature)
+            else:
+                fut.set_exception(_SessionError(Code.SIGNATURE_INVALID, "the browser refused to sign"))
+        elif isinstance(message, codec.Close):
+            session = self.sessions.pop(message.session, None)
+            if session is None:
+                self._error(Code.SESSION_NOT_FOUND, "no such session", id=message.id, session=message.session)
+                return
+            self.gateway.end_session(session, Code.NORMAL, self)
+            self._enqueue(codec.encode("closed", id=message.id, session=message.session, code=1000), None)
+        elif isinstance(message, codec.Refresh):
+            assert self.peer_id is not None
+            claims = self.gateway.check_token(message.token, self.peer_id)
+            if claims is None:
+                raise ProtocolViolation(Code.TOKEN_INVALID, "refresh needs a token")
+            self.claims = claims
+            self._schedule_token_expiry(claims.expires_at)
+            self._enqueue(codec.encode("refreshed", id=message.id, expires_at=int(claims.expires_at)), None)
+        elif isinstance(message, codec.Ping):
+            self._enqueue(codec.encode("pong", id=message.id), None)
+        else:  # Auth again
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, "already authenticated")
+
+    # Sessions.
+
+    def _may_open(self, name: str, peer_id: PeerID) -> bool:
+        allowed = self.claims.backends if self.claims is not None else None
+        return allowed is None or name in allowed or str(peer_id) in allowed
+
+    def _start_open(self, message: codec.Open) -> None:
+        number = message.session
+        if number in self.sessions or number in self.opening:
+            self._error(Code.SESSION_EXISTS, "session number in use", id=message.id, session=number)
+            return
+        if len(self.sessions) + len(self.opening) >= self.limits.max_sessions:
+            self._error(Code.TOO_MANY_SESSIONS, "max_sessions reached", id=message.id, session=number)
+            return
+        backend = self.gateway.settings.backend(message.backend)
+        if backend is None:
+            self._error(Code.BACKEND_UNKNOWN, "no such backend", id=message.id, session=number)
+            return
+        if not self._may_open(backend.name, backend.peer_id):
+            self._error(
+                Code.BACKEND_NOT_ALLOWED,
+                "your token does not allow this backend",
+                id=message.id,
+                session=number,
+            )
+            return
+        self.opening.add(number)
+        self.gateway.spawn(self._open(message, backend.name))
+
+    async def _open(self, message: codec.Open, backend_name: str) -> None:
+        gw = self.gateway
+        backend = gw.settings.backend(backend_name)
+        assert backend is not None
+        assert self.peer_id is not None
+        start = time.monotonic()
+        outcome = "error"
+        try:
+            with gw.tracer.start_as_current_span("gateway.session_open") as span:
+                span.set_attribute("glueberry.backend", backend.name)
+                try:
+                    async with asyncio.timeout(self.limits.handshake_timeout + self.limits.sign_timeout):
+                        conn = await gw.host.dial(
+                            backend.peer_id,
+                            list(backend.addrs),
+                            signer=RemoteSigner(self, message.session),
+                            static_key=generate_static_key(),
+                        )
+                except _SessionError as exc:
+                    raise exc from None
+                except (GlueberryError, OSError, TimeoutError) as exc:
+                    cause = exc.__cause__ if isinstance(exc.__cause__, _SessionError) else None
+                    if cause is not None:
+                        raise cause from None
+                    if isinstance(exc, PeerIDMismatch):
+                        raise _SessionError(
+                            Code.BACKEND_UNAVAILABLE, "the backend is not who it should be"
+                        ) from None
+                    raise _SessionError(Code.BACKEND_UNAVAILABLE, f"cannot reach {backend.name}") from None
+            if self._closing is not None or message.session not in self.opening:
+                conn.close()
+                return
+            session = gw.add_session(self, message.session, backend.name, conn)
+            self.sessions[message.session] = session
+            outcome = "ok"
+            self._enqueue(
+                codec.encode(
+                    "opened",
+                    id=message.id,
+                    session=message.session,
+                    backend=backend.name,
+                    peer_id=str(backend.peer_id),
+                ),
+                None,
+            )
+            _audit.info(
+                "session opened",
+                extra={
+                    "event": "session_open",
+                    "peer": str(self.peer_id),
+                    "backend": backend.name,
+                    "session": message.session,
+                },
+            )
+        except _SessionError as exc:
+            self._error(exc.code, str(exc), id=message.id, session=message.session)
+            _audit.info(
+                "session refused",
+                extra={
+                    "event": "session_open",
+                    "peer": str(self.peer_id),
+                    "backend": backend.name,
+                    "code": exc.code.name,
+                },
+            )
+        finally:
+            self.opening.discard(message.session)
+            gw.metrics.dial_latency.labels(outcome).observe(time.monotonic() - start)
+
+    async def request_signature(self, session: int, payload: bytes) -> bytes:
+        sign_id = self._next_sign
+        self._next_sign += 1
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._signs[sign_id] = fut
+        self._enqueue(codec.encode("sign", id=sign_id, session=session, payload=payload), None)
+        try:
+            return await asyncio.wait_for(fut, self.limits.sign_timeout)
+        except TimeoutError:
+            raise _SessionError(Code.SIGN_TIMEOUT, "no signature in time") from None
+        finally:
+            self._signs.pop(sign_id, None)
+
+    # BrowserLink (called by sessions).
+
+    def send_data(self, frame: bytes, ack: Ack | None) -> None:
+        metrics = self.gateway.metrics
+        metrics.frames.labels("to_browser").inc()
+        metrics.bytes.labels("to_browser").inc(len(frame))
+        self._enqueue(frame, ack)
+
+    def stream_closed(self, session: BackendSession, name: str) -> None:
+        self._enqueue(codec.encode("stream_closed", session=session.number, stream=name), None)
+
+    def session_closed(self, session: BackendSession, code: Code, message: str) -> None:
+        if self.sessions.get(session.number) is session:
+            del self.sessions[session.number]
+            self.gateway.end_session(session, code, self)
+            self._enqueue(
+                codec.encode("closed", session=session.number, code=int(code), message=message), None
+            )
+
+    # Outbound queue.
+
+    def _error(self, code: Code, message: str, **fields: int) -> None:
+        if is_socket_level(code):
+            raise ProtocolViolation(code, message)
+        self._enqueue(codec.encode("error", code=int(code), message=message, **fields), None)
+
+    def _enqueue(self, item: bytes | str, ack: Ack | None) -> None:
+        self._queue.append((item, ack))
+        self._queued += len(item)
+        limit = self.limits.outbound_queue_bytes
+        if self._queued > limit:
+            if self._full_since is None:
+                self._full_since = time.monotonic()
+            if (
+                self._queued > 2 * limit
+                or time.monotonic() - self._full_since > self.limits.slow_consumer_timeout
+            ):
+                self._slow_consumer()
+        self._wakeup.set()
+
+    def _slow_consumer(self) -> None:
+        if self._closing is None or self._closing[0] is not Code.SLOW_CONSUMER:
+            self._closing = (Code.SLOW_CONSUMER, "the browser does not read its data")
+            self.gateway.metrics.drops.labels("slow_consumer").inc(len(self._queue))
+            self._drop_queue()
+            self._wakeup.set()
+            self.gateway.spawn(self._close_ws(Code.SLOW_CONSUMER, "the browser does not read its data"))
+
+    def _drop_queue(self) -> None:
+        while self._queue:
+            _, ack = self._queue.popleft()
+            if ack is not None:
+                ack()
+        self._queued = 0
+
+    async def _writer(self) -> None:
+        """Send the queue in order; on closing, flush what is left (not for a slow consumer)
+        and close the WebSocket, which also ends the reader's wait."""
+        ws = self.ws
+        queue = self._queue
+        timeout = self.limits.slow_consumer_timeout
+        try:
+            while True:
+                if not queue:
+                    if self._closing is not None:
+                        break
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                item, ack = queue.popleft()
+                try:
+                    async with asyncio.timeout(timeout):
+                        if isinstance(item, bytes):
+                            await ws.send_bytes(item)
+                        else:
+                            await ws.send_text(item)
+                except TimeoutError:
+                    self._slow_consumer()
+                    break
+                finally:
+                    self._queued -= len(item)
+                    if ack is not None:
+                        ack()
+                self._last_activity = time.monotonic()
+                if self._queued <= self.limits.outbound_queue_bytes:
+                    self._full_since = None
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            if self._closing is None:
+                self._closing = (Code.NORMAL, "")
+            return
+        code, message = self._closing or (Code.NORMAL, "")
+        await self._close_ws(code, message)
+
+    # Tokens.
+
+    def _schedule_token_expiry(self, expires_at: float) -> None:
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+        loop = asyncio.get_running_loop()
+        notice = max(0.0, expires_at - time.time() - self.limits.token_refresh_notice)
+        expire = max(0.0, expires_at - time.time())
+        loop.call_later(notice, self._token_notice, expires_at)
+        self._token_timer = loop.call_later(expire, self._token_expired, expires_at)
+
+    def _token_notice(self, expires_at: float) -> None:
+        if self.claims is not None and self.claims.expires_at == expires_at and self._closing is None:
+            self._enqueue(codec.encode("token_expiring", expires_at=int(expires_at)), None)
+
+    def _token_expired(self, expires_at: float) -> None:
+        if self.claims is not None and self.claims.expires_at == expires_at:
+            self._fail(Code.TOKEN_EXPIRED, "the token expired; refresh it before it does")
+
+    # Drain.
+
+    def drain(self, reconnect_after_ms: int) -> None:
+        """Tell the browser to come back later, then close with 1001 (going away)."""
+        if self._closing is None:
+            self._enqueue(codec.encode("drain", reconnect_after_ms=reconnect_after_ms), None)
+            self._closing = (Code.GOING_AWAY, "the gateway is restarting")
+        self._wakeup.set()

@@ -1,0 +1,293 @@
+"""Encoding and validation of gateway protocol messages (docs/gateway-protocol.md), both ways.
+
+Control messages are JSON text frames (orjson); data is a binary frame with a 4+n byte header.
+Every decoder bounds its input and raises :class:`ProtocolViolation` with the close code to use;
+nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from glueberry.config import validate_stream_name
+from glueberry.exceptions import InvalidStreamName
+
+from .codes import Code
+
+__all__ = [
+    "DATA_KIND",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+    "Auth",
+    "Close",
+    "ClientMessage",
+    "DataFrame",
+    "Open",
+    "Ping",
+    "ProtocolViolation",
+    "Refresh",
+    "Signature",
+    "SignRefused",
+    "b64d",
+    "b64e",
+    "decode_client_message",
+    "decode_data_frame",
+    "decode_server_message",
+    "encode",
+    "encode_data_frame",
+]
+
+SUBPROTOCOL: Final = "glueberry.v1"
+PROTOCOL_VERSION: Final = 1
+DATA_KIND: Final = 0x01
+MAX_ID: Final = 2**31 - 1
+MAX_SESSION: Final = 65535
+MAX_TOKEN_CHARS: Final = 8192
+MAX_NAME_CHARS: Final = 128
+_HEADER = struct.Struct(">BHB")
+
+
+class ProtocolViolation(Exception):
+    """A message that breaks the protocol; ``code`` is the close or error code to answer with."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(value: object, what: str, *, size: int | None = None, max_size: int = 4096) -> bytes:
+    if not isinstance(value, str) or len(value) > max_size * 4 // 3 + 4:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"{what}: expected a base64url string")
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"{what}: not base64url") from exc
+    if size is not None and len(data) != size:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"{what}: expected {size} bytes, got {len(data)}")
+    return data
+
+
+# --- messages from the browser --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    public_key: bytes
+    signature: bytes
+    token: str | None = None
+    resume_token: bytes | None = None
+    resume_sessions: dict[int, int] = field(default_factory=dict)  # session -> frames received
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    id: int
+    session: int
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    id: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignRefused:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    id: int
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: int
+
+
+ClientMessage: TypeAlias = Auth | Open | Signature | SignRefused | Close | Refresh | Ping
+
+
+def _int(obj: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = obj.get(key)
+    if type(value) is not int or not low <= value <= high:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"'{key}' must be an integer in {low}..{high}")
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, max_chars: int) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise ProtocolViolation(
+            Code.PROTOCOL_ERROR, f"'{key}' must be a non-empty string of at most {max_chars} chars"
+        )
+    return value
+
+
+def _load(text: str | bytes, max_bytes: int) -> dict[str, Any]:
+    if len(text) > max_bytes:
+        raise ProtocolViolation(Code.MESSAGE_TOO_BIG, f"control message over {max_bytes} bytes")
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "control message is not JSON") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "control message must be an object with a 'type'")
+    return obj
+
+
+def _version(obj: dict[str, Any]) -> None:
+    if obj.get("version") != PROTOCOL_VERSION:
+        raise ProtocolViolation(Code.UNSUPPORTED_VERSION, f"version must be {PROTOCOL_VERSION}")
+
+
+def decode_client_message(
+    text: str | bytes, *, max_bytes: int = 16384, max_sessions: int = 64
+) -> ClientMessage:
+    """Parse one control message from a browser.
+
+    Raises:
+        ProtocolViolation: malformed, unknown type, out-of-range values, or too big.
+    """
+    obj = _load(text, max_bytes)
+    kind = obj["type"]
+    if kind == "auth":
+        _version(obj)
+        token = obj.get("token")
+        if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS):
+            raise ProtocolViolation(
+                Code.TOKEN_INVALID, f"token must be a string of at most {MAX_TOKEN_CHARS} chars"
+            )
+        resume_token = None
+        sessions: dict[int, int] = {}
+        resume = obj.get("resume")
+        if resume is not None:
+            if not isinstance(resume, dict):
+                raise ProtocolViolation(Code.PROTOCOL_ERROR, "'resume' must be an object")
+            resume_token = b64d(resume.get("token"), "resume.token", size=24)
+            raw = resume.get("sessions", {})
+            if not isinstance(raw, dict) or len(raw) > max_sessions:
+                raise ProtocolViolation(
+                    Code.PROTOCOL_ERROR, f"'resume.sessions' must map at most {max_sessions} sessions"
+                )
+            for key, count in raw.items():
+                if (
+                    not key.isdigit()
+                    or not 1 <= int(key) <= MAX_SESSION
+                    or type(count) is not int
+                    or count < 0
+                ):
+                    raise ProtocolViolation(
+                        Code.PROTOCOL_ERROR, "'resume.sessions' maps session numbers to counts"
+                    )
+                sessions[int(key)] = count
+        return Auth(
+            public_key=b64d(obj.get("public_key"), "public_key", size=32),
+            signature=b64d(obj.get("signature"), "signature", size=64),
+            token=token,
+            resume_token=resume_token,
+            resume_sessions=sessions,
+        )
+    if kind == "open":
+        if "addrs" in obj or "addr" in obj or "multiaddrs" in obj:
+            raise ProtocolViolation(
+                Code.BACKEND_UNKNOWN, "the gateway dials configured backends only, never addresses"
+            )
+        return Open(
+            _int(obj, "id", 1, MAX_ID),
+            _int(obj, "session", 1, MAX_SESSION),
+            _str(obj, "backend", MAX_NAME_CHARS),
+        )
+    if kind == "signature":
+        return Signature(_int(obj, "id", 1, MAX_ID), b64d(obj.get("signature"), "signature", size=64))
+    if kind == "sign_refused":
+        return SignRefused(_int(obj, "id", 1, MAX_ID))
+    if kind == "close":
+        return Close(_int(obj, "id", 1, MAX_ID), _int(obj, "session", 1, MAX_SESSION))
+    if kind == "refresh":
+        return Refresh(_int(obj, "id", 1, MAX_ID), _str(obj, "token", MAX_TOKEN_CHARS))
+    if kind == "ping":
+        return Ping(_int(obj, "id", 1, MAX_ID))
+    raise ProtocolViolation(Code.PROTOCOL_ERROR, f"unknown message type {kind[:40]!r}")
+
+
+def decode_server_message(text: str | bytes, *, max_bytes: int = 1 << 20) -> dict[str, Any]:
+    """Parse a control message from a gateway (for clients): checked JSON object with a type."""
+    return _load(text, max_bytes)
+
+
+def encode(kind: str, **fields: Any) -> str:
+    """A control message; bytes values are written as base64url, None values are left out."""
+    obj: dict[str, Any] = {"type": kind}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        obj[key] = b64e(value) if isinstance(value, bytes) else value
+    return orjson.dumps(obj).decode()
+
+
+# --- data frames -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DataFrame:
+    session: int
+    stream: str
+    payload: memoryview | bytes
+
+
+def encode_data_frame(session: int, stream: str, payload: bytes | memoryview) -> bytes:
+    name = stream.encode("ascii")
+    return _HEADER.pack(DATA_KIND, session, len(name)) + name + payload
+
+
+def data_header(session: int, stream: str) -> bytes:
+    """The header alone, to be sent with the payload without joining them."""
+    name = stream.encode("ascii")
+    return _HEADER.pack(DATA_KIND, session, len(name)) + name
+
+
+def decode_data_frame(data: bytes, *, max_bytes: int) -> DataFrame:
+    """Parse a binary frame. The payload is a zero-copy view into ``data``.
+
+    Raises:
+        ProtocolViolation: too big (4009), truncated or unknown kind (4000), bad stream name (4108).
+    """
+    if len(data) > max_bytes:
+        raise ProtocolViolation(Code.MESSAGE_TOO_BIG, f"data frame over {max_bytes} bytes")
+    if len(data) < _HEADER.size:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "data frame shorter than its header")
+    kind, session, name_len = _HEADER.unpack_from(data)
+    if kind != DATA_KIND:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"unknown binary frame kind {kind}")
+    if session == 0:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "session 0 does not exist")
+    end = _HEADER.size + name_len
+    if name_len == 0 or len(data) < end:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "data frame truncated inside the stream name")
+    try:
+        name = bytes(data[_HEADER.size : end]).decode("ascii")
+        validate_stream_name(name)
+    except (UnicodeDecodeError, InvalidStreamName) as exc:
+        raise ProtocolViolation(Code.INVALID_STREAM, "invalid stream name in a data frame") from exc
+    return DataFrame(session, name, memoryview(data)[end:])
