@@ -60,6 +60,13 @@ def p2p_peer_binary() -> Path:
     return BUILD_DIR / "p2p-peer"
 
 
+@pytest.fixture(scope="session")
+def glueberry_peer_binary() -> Path:
+    """build/glueberry-peer (a real Glueberry v1.2.10 node), (re)built if missing or stale."""
+    build_go_programs(["glueberry-peer"])
+    return BUILD_DIR / "glueberry-peer"
+
+
 @pytest.fixture
 async def start_peer(p2p_peer_binary: Path) -> AsyncIterator[StartPeer]:
     """Start p2p-peer processes (``await start_peer("--security", "noise", name="a")``); all
@@ -68,6 +75,22 @@ async def start_peer(p2p_peer_binary: Path) -> AsyncIterator[StartPeer]:
 
     async def start(*args: str, name: str | None = None, binary: Path | None = None) -> GoPeer:
         peer = GoPeer(binary or p2p_peer_binary, args, name=name or f"go-{len(peers)}")
+        peers.append(peer)
+        return await peer.start()
+
+    yield start
+    for peer in reversed(peers):
+        await peer.close()
+
+
+@pytest.fixture
+async def start_glueberry(glueberry_peer_binary: Path) -> AsyncIterator[StartPeer]:
+    """Start glueberry-peer processes (``await start_glueberry("--name", "alice", name="a")``);
+    all are closed at teardown."""
+    peers: list[GoPeer] = []
+
+    async def start(*args: str, name: str | None = None) -> GoPeer:
+        peer = GoPeer(glueberry_peer_binary, args, name=name or f"glueberry-{len(peers)}")
         peers.append(peer)
         return await peer.start()
 
