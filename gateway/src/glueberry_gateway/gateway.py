@@ -31,7 +31,7 @@ from .browser import BrowserSocket
 from .codec import ProtocolViolation
 from .codes import Code
 from .metrics import Metrics
-from .relay import BackendSession
+from .relay import BackendSession, Tap
 from .settings import Settings
 
 __all__ = ["Gateway"]
@@ -60,9 +60,14 @@ class _Detached:
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tap: Tap | None = None) -> None:
+        """Args:
+        settings: validated here.
+        tap: sees every relayed payload (audits, tests); see :data:`relay.Tap`.
+        """
         settings.validate()
         self.settings = settings
+        self.tap = tap
         self.metrics = Metrics()
         self.tracer = trace.get_tracer("glueberry_gateway", __version__)
         limits = settings.limits
@@ -176,6 +181,7 @@ class Gateway:
             max_streams=limits.max_streams,
             max_frame=limits.max_frame_bytes,
             resume_buffer_bytes=limits.resume_buffer_bytes,
+            tap=self.tap,
         )
         self._sessions[conn] = session
         self.metrics.sessions.inc()

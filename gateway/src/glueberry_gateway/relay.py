@@ -26,10 +26,13 @@ from glueberry.wire.framing import Frame, FrameDecoder, frame_header, outer_leng
 from .codec import data_header
 from .codes import Code
 
-__all__ = ["BackendSession", "BrowserLink", "TooManyStreams"]
+__all__ = ["BackendSession", "BrowserLink", "Tap", "TooManyStreams"]
 
 _log = logging.getLogger("glueberry_gateway")
 Ack = Callable[[], None]
+# Sees (and may change) every payload the gateway relays: ("to_backend" | "to_browser", session,
+# stream, payload) -> payload. For audits and the blind-relay tests; None in production.
+Tap = Callable[[str, int, str, bytes], bytes]
 
 
 class TooManyStreams(Exception):
@@ -70,6 +73,7 @@ class BackendSession:
         max_streams: int,
         max_frame: int,
         resume_buffer_bytes: int,
+        tap: Tap | None = None,
     ) -> None:
         self.number = number
         self.backend_name = backend_name
@@ -90,6 +94,7 @@ class BackendSession:
         self._ring_limit = resume_buffer_bytes
         self._detached_at = 0
         self.recoverable = True
+        self._tap = tap
 
     @property
     def backend_peer_id(self) -> str:
@@ -111,6 +116,8 @@ class BackendSession:
             state = self._adopt(stream, name)
         self.frames_in += 1
         self.bytes_in += len(payload)
+        if self._tap is not None:
+            payload = self._tap("to_backend", self.number, name, bytes(payload))
         await state.stream.write(frame_header(len(payload)) + payload)
 
     def accept(self, stream: Stream) -> None:
@@ -147,6 +154,8 @@ class BackendSession:
         if not frames:
             return
         header = data_header(self.number, state.name)
+        if self._tap is not None:
+            frames = [self._tap("to_browser", self.number, state.name, f) for f in frames]
         last = len(frames) - 1
         for i, payload in enumerate(frames):
             ack = None

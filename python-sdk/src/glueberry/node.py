@@ -212,7 +212,10 @@ class Node:
     async def blacklist_peer(self, peer_id: PeerID | str) -> None:
         """Refuse the peer from now on (dial and accept) and drop its connection."""
         pid = _pid(peer_id)
-        self._book().blacklist_peer(pid)
+        book = self._book()
+        if pid not in book:  # Go refuses peers it has no entry for; a peer that dialled us counts too
+            book.add_peer(pid, [])
+        book.blacklist_peer(pid)
         _log.warning("peer blacklisted: %s", pid)
         peer = self._peers.get(pid)
         if peer is not None:
@@ -369,14 +372,18 @@ class Node:
                     stream=stream_name,
                 )
             payload = peer.cipher.encrypt(data)
-        for attempt in range(2):
-            stream = await self._send_stream(peer, stream_name)
+        for attempt in range(3):
             try:
+                stream = await self._send_stream(peer, stream_name)
                 await stream.send(payload)
                 break
             except StreamClosed:
-                if attempt:
+                # The stream ended under us, or a Go peer reset the one we opened because it
+                # holds its own (simultaneous first sends, PROTOCOL.md §4.3): its stream is
+                # adopted as it arrives, so try again on it, or on a fresh one.
+                if attempt == 2:
                     raise
+                await asyncio.sleep(0.01 * (attempt + 1))
         assert peer.stats is not None
         peer.stats.record_sent(stream_name, len(data))
 
