@@ -428,6 +428,9 @@ type app struct {
 
 	decMu         sync.Mutex
 	decryptErrors map[peer.ID]int64
+
+	rttMu   sync.Mutex
+	rttWait map[streamKey]chan struct{} // an rtt command waits for the next message on the key
 }
 
 type handlerFunc func(ctx context.Context, a *args) (map[string]any, error)
@@ -448,6 +451,7 @@ func (ap *app) commands() map[string]handlerFunc {
 		"state":                       ap.cmdState,
 		"send":                        ap.cmdSend,
 		"send_many":                   ap.cmdSendMany,
+		"rtt":                         ap.cmdRTT,
 		"prepare_streams":             ap.cmdPrepareStreams,
 		"finalize_handshake":          ap.cmdFinalizeHandshake,
 		"complete_handshake":          ap.cmdCompleteHandshake,
@@ -709,6 +713,55 @@ func (ap *app) cmdSendMany(ctx context.Context, a *args) (map[string]any, error)
 	return res, nil
 }
 
+// cmdRTT sends count messages one at a time, each after the previous one's answer arrived on
+// the same peer and stream (the other side echoes), and reports the round trips in microseconds.
+func (ap *app) cmdRTT(ctx context.Context, a *args) (map[string]any, error) {
+	p := a.peer("peer_id")
+	stream := a.str("stream")
+	count := a.integer("count")
+	size := a.optInt("size", 1024)
+	if a.err != nil {
+		return nil, a.err
+	}
+	if size < 8 || count < 1 {
+		return nil, errors.New("size must be at least 8 and count at least 1")
+	}
+	k := streamKey{p, stream}
+	ch := make(chan struct{}, 1)
+	ap.rttMu.Lock()
+	if ap.rttWait == nil {
+		ap.rttWait = map[streamKey]chan struct{}{}
+	}
+	ap.rttWait[k] = ch
+	ap.rttMu.Unlock()
+	defer func() {
+		ap.rttMu.Lock()
+		delete(ap.rttWait, k)
+		ap.rttMu.Unlock()
+	}()
+	rtts := make([]float64, 0, count)
+	start := time.Now()
+	for i := int64(0); i < count; i++ {
+		t := time.Now()
+		if err := ap.node.SendCtx(ctx, p, stream, manyPayload(uint64(i), int(size))); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no answer to message %d: %w", i, ctx.Err())
+		}
+		rtts = append(rtts, float64(time.Since(t).Nanoseconds())/1e3)
+	}
+	elapsed := time.Since(start)
+	sort.Float64s(rtts)
+	pct := func(q float64) float64 { return rtts[min(len(rtts)-1, int(q*float64(len(rtts))))] }
+	return map[string]any{
+		"count": count, "p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99),
+		"max_us": rtts[len(rtts)-1], "round_trips_per_s": float64(count) / elapsed.Seconds(),
+	}, nil
+}
+
 func (ap *app) cmdPrepareStreams(_ context.Context, a *args) (map[string]any, error) {
 	p := a.peer("peer_id")
 	key := a.publicKey("public_key")
@@ -960,6 +1013,14 @@ func (ap *app) watchMessages() {
 		ap.sumMu.Lock()
 		ap.summaryLocked(k).add(msg.Data, msg.Timestamp)
 		ap.sumMu.Unlock()
+		ap.rttMu.Lock()
+		if ch := ap.rttWait[k]; ch != nil {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		ap.rttMu.Unlock()
 		if ap.cfg.onMessage == "report" || (ap.cfg.onMessage == "echo" && ap.cfg.report) {
 			shown := msg.Data
 			if len(shown) > maxHexReport {
