@@ -108,14 +108,14 @@ class BackendSession:
         Raises:
             TooManyStreams; GlueberryError when the stream cannot be opened or written.
         """
+        self.frames_in += 1  # every frame read counts, sent or refused: resume counts must agree
+        self.bytes_in += len(payload)
         state = self._send.get(name)
         if state is None:
             if len(self._all) >= self.max_streams:
                 raise TooManyStreams(f"session {self.number} has {len(self._all)} streams")
             stream = await self.conn.open_stream([protocol_id(name)])
             state = self._adopt(stream, name)
-        self.frames_in += 1
-        self.bytes_in += len(payload)
         if self._tap is not None:
             payload = self._tap("to_backend", self.number, name, bytes(payload))
         await state.stream.write(frame_header(len(payload)) + payload)

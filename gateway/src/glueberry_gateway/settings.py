@@ -53,7 +53,7 @@ class Limits:
     max_streams: int = 16  # per session
     messages_per_second: float = 1000.0  # per socket, browser -> gateway
     bytes_per_second: float = 4 * 1024 * 1024  # per socket, browser -> gateway
-    max_frame_bytes: int = (1 << 20) + 64
+    max_frame_bytes: int = (1 << 20) + 96  # a 1 MiB message + Glueberry overhead (28) + our header (≤ 68)
     max_control_bytes: int = 16 * 1024
     outbound_queue_bytes: int = 4 * 1024 * 1024  # per socket, gateway -> browser
     slow_consumer_timeout: float = 10.0

@@ -31,6 +31,7 @@ def install(host: Host) -> None:
 
     async def accept_push(stream: Stream) -> None:
         info = await _read_identify(stream)
+        await stream.close()  # both sides closed: the stream is gone and its slot free
         host.peer_info[stream.remote_peer_id] = info
 
     async def answer_ping(stream: Stream) -> None:
@@ -39,6 +40,7 @@ def install(host: Host) -> None:
             try:
                 payload = await stream.readexactly(PING_SIZE)
             except StreamClosed:
+                await stream.close()
                 return
             await stream.write(payload)
 
@@ -53,6 +55,7 @@ async def identify_remote(host: Host, conn: Connection) -> None:
         async with asyncio.timeout(host.config.identify_timeout):
             stream = await conn.open_stream([IDENTIFY_PROTOCOL])
             info = await _read_identify(stream)
+            await stream.close()
         host.peer_info[conn.remote_peer_id] = info
     except (GlueberryError, TimeoutError) as exc:
         _log.debug("identify with %r failed: %s", conn, exc)
@@ -68,6 +71,7 @@ async def push_identify(host: Host, conn: Connection) -> None:
             stream = await conn.open_stream([IDENTIFY_PUSH_PROTOCOL])
             await stream.write(host.identify_info_for(conn).encode_delimited())
             await stream.close()
+            await stream.read_all(1024)  # until the remote closes too (or resets)
     except (GlueberryError, TimeoutError) as exc:
         _log.debug("identify push to %r failed: %s", conn, exc)
 
