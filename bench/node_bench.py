@@ -56,7 +56,8 @@ class PyPeer:
         return self
 
     async def expect(self, n: int) -> asyncio.Future[dict[str, Any]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"expect": n}).encode() + b"\n")
         await self.proc.stdin.drain()
         stdout = self.proc.stdout
