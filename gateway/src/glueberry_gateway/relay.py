@@ -51,13 +51,12 @@ class BrowserLink(Protocol):
 
 
 class _StreamState:
-    __slots__ = ("carry", "decoder", "name", "stream")
+    __slots__ = ("decoder", "name", "stream")
 
     def __init__(self, stream: Stream, name: str, max_frame: int) -> None:
         self.stream = stream
         self.name = name
         self.decoder = FrameDecoder(outer_length(max_frame))
-        self.carry = 0  # bytes received but not yet covered by a frame sent to the browser
 
 
 class BackendSession:
@@ -138,30 +137,36 @@ class BackendSession:
         return state
 
     def _from_backend(self, state: _StreamState, data: bytes) -> None:
+        """Window accounting: bytes that complete frames stay charged to the yamux window until
+        the browser's socket took the last frame they completed; bytes of a frame not yet complete
+        are returned at once — they wait in the decoder (at most one frame per stream), and a frame
+        larger than the window could otherwise never complete."""
         if not data:
             self._stream_ended(state, reset=False)
             return
-        state.carry += len(data)
+        decoder = state.decoder
         try:
-            state.decoder.receive_data(data)
+            decoder.receive_data(data)
         except RemoteProtocolError as exc:
             _log.warning(
                 "session %d: malformed frames from the backend on %s: %s", self.number, state.name, exc
             )
             self._stream_ended(state, reset=True)
             return
-        frames = [e.payload for e in state.decoder.events_received() if isinstance(e, Frame)]
+        frames = [e.payload for e in decoder.events_received() if isinstance(e, Frame)]
+        partial = decoder.buffered_bytes
         if not frames:
+            state.stream.acknowledge(len(data))
             return
+        if partial:
+            state.stream.acknowledge(partial)
+        owed = len(data) - partial
         header = data_header(self.number, state.name)
         if self._tap is not None:
             frames = [self._tap("to_browser", self.number, state.name, f) for f in frames]
         last = len(frames) - 1
         for i, payload in enumerate(frames):
-            ack = None
-            if i == last:  # the window is returned once the last frame of the chunk is written
-                ack = functools.partial(state.stream.acknowledge, state.carry)
-                state.carry = 0
+            ack = functools.partial(state.stream.acknowledge, owed) if i == last else None
             self._deliver(header + payload, ack)
 
     def _deliver(self, frame: bytes, ack: Ack | None) -> None:
@@ -187,9 +192,6 @@ class BackendSession:
     def _stream_ended(self, state: _StreamState, *, reset: bool) -> None:
         if self._all.pop(state.stream, None) is None:
             return
-        if state.carry:
-            state.stream.acknowledge(state.carry)
-            state.carry = 0
         if reset:
             state.stream.reset()
         else:
@@ -237,9 +239,6 @@ class BackendSession:
     def close(self) -> None:
         """Close the backend connection (GoAway, then the socket)."""
         self.closed = True
-        for state in list(self._all.values()):
-            if state.carry:
-                state.stream.acknowledge(state.carry)
         self._all.clear()
         self._send.clear()
         self._ring.clear()

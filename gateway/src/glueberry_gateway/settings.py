@@ -106,6 +106,12 @@ class Settings:
         return None
 
     def validate(self) -> None:
+        """Raises InvalidConfig listing every problem, each naming its key."""
+        problems = self.problems()
+        if problems:
+            raise InvalidConfig("invalid gateway settings:\n  - " + "\n  - ".join(problems))
+
+    def problems(self) -> list[str]:
         problems: list[str] = []
         if not 0 < self.listen_port < 65536:
             problems.append("listen: the port must be 1-65535")
@@ -130,10 +136,14 @@ class Settings:
                 problems.append(f"limits.{f.name}: must be positive")
         if self.log_format not in ("json", "text"):
             problems.append("log_format: json or text")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            problems.append(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        allowed = {"EdDSA", "ES256", "RS256", "HS256"}  # auth.TokenVerifier.ALLOWED
+        if not self.tokens.algorithms or not set(self.tokens.algorithms) <= allowed:
+            problems.append(f"tokens.algorithms: a non-empty subset of {', '.join(sorted(allowed))}")
         if self.static_dir is not None and not self.static_dir.is_dir():
             problems.append(f"static_dir: {self.static_dir} is not a directory")
-        if problems:
-            raise InvalidConfig("invalid gateway settings:\n  - " + "\n  - ".join(problems))
+        return problems
 
 
 _TOP_KEYS = {
@@ -191,7 +201,11 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
     else:
         settings.allowed_origins = tuple(o.rstrip("/") for o in origins)
     backends = []
-    for i, item in enumerate(raw.get("backends", [])):
+    raw_backends = raw.get("backends", [])
+    if not isinstance(raw_backends, list):
+        problems.append("backends: an array of tables ([[backends]])")
+        raw_backends = []
+    for i, item in enumerate(raw_backends):
         where = f"backends[{i}]"
         if not isinstance(item, dict) or set(item) - {"name", "peer_id", "addrs"}:
             problems.append(f"{where}: needs name, peer_id and addrs only")
@@ -212,10 +226,14 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
     if "static_dir" in raw:
         settings.static_dir = base / str(raw["static_dir"])
     tokens = raw.get("tokens", {})
+    if not isinstance(tokens, dict):
+        problems.append("tokens: a table ([tokens])")
+        tokens = {}
     if tokens:
+        algorithms = tokens.get("algorithms", ["EdDSA"])
         t = TokenSettings(
             required=bool(tokens.get("required", False)),
-            algorithms=tuple(tokens.get("algorithms", ["EdDSA"])),
+            algorithms=tuple(str(a) for a in algorithms) if isinstance(algorithms, list) else (),
             issuer=tokens.get("issuer"),
             audience=tokens.get("audience"),
         )
@@ -238,6 +256,9 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
             problems.append(f"tokens: unknown keys {', '.join(sorted(unknown_t))}")
         settings.tokens = t
     limits = raw.get("limits", {})
+    if not isinstance(limits, dict):
+        problems.append("limits: a table ([limits])")
+        limits = {}
     known = {f.name: f for f in fields(Limits)}
     for key, value in limits.items():
         if key not in known:
@@ -248,7 +269,7 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
             setattr(settings.limits, key, value)
     settings.log_format = str(raw.get("log_format", "json"))
     settings.log_level = str(raw.get("log_level", "INFO")).upper()
+    problems.extend(settings.problems())
     if problems:
         raise InvalidConfig("invalid gateway settings:\n  - " + "\n  - ".join(problems))
-    settings.validate()
     return settings

@@ -45,6 +45,7 @@ class HandshakeHandler(Protocol):
     async def received(self, peer_id: PeerID, data: bytes) -> None: ...
     async def traffic(self, peer_id: PeerID) -> None: ...
     def disconnected(self, peer_id: PeerID) -> None: ...
+    def restarted(self, peer_id: PeerID) -> None: ...
 
 
 class HelloHandshakeHandler:
@@ -91,6 +92,12 @@ class HelloHandshakeHandler:
 
     def disconnected(self, peer_id: PeerID) -> None:
         self._machines.pop(peer_id, None)
+
+    def restarted(self, peer_id: PeerID) -> None:
+        """The established peer opened a new handshake stream: forget the finished handshake."""
+        machine = self._machines.get(peer_id)
+        if machine is not None and machine.state is HandshakeState.ESTABLISHED:
+            del self._machines[peer_id]
 
     def _machine(self, peer_id: PeerID, *, initiator: bool) -> HelloHandshake:
         machine = self._machines.get(peer_id)

@@ -321,7 +321,7 @@ class Node:
         """Stop the handshake timer, close the handshake stream, go to Established."""
         self._require_started()
         peer = self._peer(_pid(peer_id))
-        if peer.state is not S.CONNECTED:
+        if peer.state not in (S.CONNECTED, S.ESTABLISHED):  # Established: a repeated handshake
             raise InvalidState(
                 f"cannot finalize the handshake in state {peer.state}", peer_id=str(peer.peer_id)
             )
@@ -635,6 +635,10 @@ class Node:
             peer.on_purpose = False
             self._set_state(peer, S.CONNECTING)
             self._connected(peer, outbound=False)
+        elif peer.state is S.ESTABLISHED and self._handshake is not None:
+            # A new handshake stream from an established peer: it started over (a new connection,
+            # e.g. a second browser session). Run the handshake again; the state stays Established.
+            self._handshake.restarted(peer.peer_id)
         self._adopt(peer, GlueberryStream(stream, HANDSHAKE_STREAM, outbound=False))
 
     async def _accept_named_stream(self, stream: Stream) -> None:
