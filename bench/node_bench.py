@@ -80,7 +80,9 @@ def payload(i: int) -> bytes:
 
 async def go_peer(*args: str, name: str) -> GoPeer:
     return await GoPeer(
-        ROOT / "build" / "glueberry-peer", ["--streams", "bench", "--message-buffer-size", "100000", *args], name=name
+        ROOT / "build" / "glueberry-peer",
+        ["--streams", "bench", "--message-buffer-size", "100000", *args],
+        name=name,
     ).start()
 
 
@@ -121,15 +123,23 @@ async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[st
             # throughput
             base = (await go_count.request("summary", peer_id=go_sender.peer_id, stream="bench"))["count"]
             start = time.perf_counter()
-            await go_sender.request("send_many", peer_id=go_count.peer_id, stream="bench", count=messages, size=SIZE)
+            await go_sender.request(
+                "send_many", peer_id=go_count.peer_id, stream="bench", count=messages, size=SIZE
+            )
             await go_count.request(
-                "wait_messages", peer_id=go_sender.peer_id, stream="bench", count=base + messages, timeout_ms=120000
+                "wait_messages",
+                peer_id=go_sender.peer_id,
+                stream="bench",
+                count=base + messages,
+                timeout_ms=120000,
             )
             record("go->go", "msgs_per_s", messages / (time.perf_counter() - start))
 
             done = await py_count.expect(messages)
             start = time.perf_counter()
-            await go_sender.request("send_many", peer_id=py_count.peer_id, stream="bench", count=messages, size=SIZE)
+            await go_sender.request(
+                "send_many", peer_id=py_count.peer_id, stream="bench", count=messages, size=SIZE
+            )
             await done
             record("go->python", "msgs_per_s", messages / (time.perf_counter() - start))
 
@@ -139,7 +149,11 @@ async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[st
             for i in range(messages):
                 await py.send(target, "bench", payload(i))
             await go_count.request(
-                "wait_messages", peer_id=str(py.peer_id), stream="bench", count=base + messages, timeout_ms=120000
+                "wait_messages",
+                peer_id=str(py.peer_id),
+                stream="bench",
+                count=base + messages,
+                timeout_ms=120000,
             )
             record("python->go", "msgs_per_s", messages / (time.perf_counter() - start))
 
@@ -153,7 +167,9 @@ async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[st
 
             # latency
             for pair, echo in (("go->go", go_echo), ("go->python", py_echo)):
-                r = await go_sender.request("rtt", peer_id=echo.peer_id, stream="bench", count=round_trips, size=SIZE)
+                r = await go_sender.request(
+                    "rtt", peer_id=echo.peer_id, stream="bench", count=round_trips, size=SIZE
+                )
                 record(pair, "p50_us", r["p50_us"])
                 record(pair, "p99_us", r["p99_us"])
             for pair, echo in (("python->go", go_echo), ("python->python", py_echo)):
@@ -177,7 +193,9 @@ async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--round-trips", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)

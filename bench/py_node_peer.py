@@ -57,7 +57,9 @@ async def main(mode: str) -> None:
         fut: asyncio.Future[None] = loop.create_future()
         waiters.append((counter["n"] + int(request["expect"]), fut))
         await fut
-        print(json.dumps({"received": request["expect"], "elapsed_s": time.perf_counter() - start}), flush=True)
+        print(
+            json.dumps({"received": request["expect"], "elapsed_s": time.perf_counter() - start}), flush=True
+        )
     consumer.cancel()
     await node.stop()
 
