@@ -53,11 +53,17 @@ class RunningGateway:
             await asyncio.wait_for(self.task, 15)
 
 
+AsgiWrapper = Callable[[Any], Any]
+
+
 async def start_gateway(
-    settings: Settings, *, tap: Tap | None = None, port: int | None = None
+    settings: Settings, *, tap: Tap | None = None, port: int | None = None, wrap: AsgiWrapper | None = None
 ) -> RunningGateway:
+    """Run a gateway on 127.0.0.1; ``wrap`` may wrap its ASGI app (e.g. to record traffic)."""
     gateway = Gateway(settings, tap=tap)
-    app = create_app(settings, gateway=gateway)
+    app: Any = create_app(settings, gateway=gateway)
+    if wrap is not None:
+        app = wrap(app)
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -142,11 +148,13 @@ MakeGateway = Callable[..., Awaitable[RunningGateway]]
 async def make_gateway() -> AsyncIterator[MakeGateway]:
     running: list[RunningGateway] = []
 
-    async def make(*backends: Backend, tap: Tap | None = None, **limits: Any) -> RunningGateway:
+    async def make(
+        *backends: Backend, tap: Tap | None = None, wrap: AsgiWrapper | None = None, **limits: Any
+    ) -> RunningGateway:
         settings = Settings(allowed_origins=(ORIGIN,), backends=tuple(backends))
         for key, value in limits.items():
             setattr(settings.limits, key, value)
-        gw = await start_gateway(settings, tap=tap)
+        gw = await start_gateway(settings, tap=tap, wrap=wrap)
         running.append(gw)
         return gw
 
