@@ -30,6 +30,9 @@ async def main(mode: str) -> None:
         ["/ip4/127.0.0.1/tcp/0"],
         max_messages_per_second=0,
         message_buffer_size=10_000,
+        max_peers=50_000,  # the gateway benchmark connects thousands of browsers to one backend
+        max_pending_connections=1024,
+        max_connection_attempts_per_minute=0,
     )
     node = Node(config, handshake=HelloHandshakeHandler(streams=["bench"], name=f"py-{mode}"))
     await node.start()

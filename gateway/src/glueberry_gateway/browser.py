@@ -14,7 +14,8 @@ import logging
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -76,6 +77,7 @@ class BrowserSocket:
         self.ws = websocket
         self.client_ip = client_ip
         self.limits = limits = gateway.settings.limits
+        self._traffic = gateway.metrics.traffic
         self.origin = websocket.headers.get("origin", "")
         self.public_key: bytes | None = None
         self.peer_id: PeerID | None = None
@@ -85,12 +87,16 @@ class BrowserSocket:
         self.resume_token = os.urandom(24)
         self._queue: deque[tuple[bytes | str, Ack | None]] = deque()
         self._queued = 0
-        self._wakeup = asyncio.Event()
+        self._work: asyncio.Future[None] | None = None  # the idle writer waits on it (made lazily)
         self._full_since: float | None = None
         self._signs: dict[int, asyncio.Future[bytes]] = {}
         self._next_sign = 1
         self._closing: tuple[Code, str] | None = None
         self._last_activity = time.monotonic()
+        self._sending_since: float | None = None
+        self._writer_idle = False  # the writer waits for work: _enqueue may send directly
+        self._inflight: tuple[asyncio.Future[None], int, Ack | None] | None = None
+        self._last_send = 0.0
         now = time.monotonic()
         self._messages = TokenBucket(limits.messages_per_second, limits.messages_per_second, now)
         self._bytes = TokenBucket(limits.bytes_per_second, limits.bytes_per_second, now)
@@ -127,12 +133,12 @@ class BrowserSocket:
         if self._closing is None:
             self._closing = (code, message)
             self._enqueue(codec.encode("error", code=int(code), message=message), None)
-            self._wakeup.set()
+            self._wake()
 
     async def _finish(self, writer: asyncio.Task[None]) -> None:
         if self._closing is None:
             self._closing = (Code.NORMAL, "")
-        self._wakeup.set()
+        self._wake()
         try:
             await asyncio.wait_for(writer, self.limits.slow_consumer_timeout)
         except TimeoutError:
@@ -155,9 +161,12 @@ class BrowserSocket:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await self.ws.close(int(code), message[:120])
 
-    async def _receive(self, timeout: float) -> str | bytes:
-        async with asyncio.timeout(timeout):
+    async def _receive(self, timeout: float | None = None) -> str | bytes:
+        if timeout is None:  # the gateway's watchdog enforces idle_timeout, not a timer per message
             message = await self.ws.receive()
+        else:
+            async with asyncio.timeout(timeout):
+                message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             if self._closing is None:
                 # the browser went away without closing: its sessions wait for a resume
@@ -257,13 +266,8 @@ class BrowserSocket:
     async def _serve(self) -> None:
         limits = self.limits
         while self._closing is None:
-            try:
-                raw = await self._receive(limits.idle_timeout)
-            except TimeoutError:
-                if time.monotonic() - self._last_activity >= limits.idle_timeout:
-                    raise ProtocolViolation(Code.IDLE_TIMEOUT, "idle for too long") from None
-                continue
-            now = time.monotonic()
+            raw = await self._receive()
+            now = self._last_activity
             if self._messages.take(now) or self._bytes.take(now, len(raw)):
                 raise ProtocolViolation(Code.RATE_LIMITED, "too many messages or bytes per second")
             if isinstance(raw, bytes):
@@ -291,8 +295,9 @@ class BrowserSocket:
             _log.info("session %d: send on %s failed: %s", frame.session, frame.stream, exc)
             self._error(Code.BACKEND_CLOSED, f"cannot send on {frame.stream}: {exc}", session=frame.session)
             return
-        self.gateway.metrics.frames.labels("to_backend").inc()
-        self.gateway.metrics.bytes.labels("to_backend").inc(len(frame.payload))
+        traffic = self._traffic
+        traffic.frames_to_backend += 1
+        traffic.bytes_to_backend += len(frame.payload)
 
     def _on_control(self, message: codec.ClientMessage) -> None:
         if isinstance(message, codec.Open):
@@ -439,9 +444,9 @@ class BrowserSocket:
     # BrowserLink (called by sessions).
 
     def send_data(self, frame: bytes, ack: Ack | None) -> None:
-        metrics = self.gateway.metrics
-        metrics.frames.labels("to_browser").inc()
-        metrics.bytes.labels("to_browser").inc(len(frame))
+        traffic = self._traffic
+        traffic.frames_to_browser += 1
+        traffic.bytes_to_browser += len(frame)
         self._enqueue(frame, ack)
 
     def stream_closed(self, session: BackendSession, name: str) -> None:
@@ -463,6 +468,31 @@ class BrowserSocket:
         self._enqueue(codec.encode("error", code=int(code), message=message, **fields), None)
 
     def _enqueue(self, item: bytes | str, ack: Ack | None) -> None:
+        if self._writer_idle and not self._queue and self._closing is None:
+            # The writer is idle: send right here, without a task switch, when the socket can
+            # take it at once (the usual case); otherwise the writer finishes this send first.
+            self._writer_idle = False
+            self._sending_since = time.monotonic()
+            send = self.ws.send_bytes(item) if isinstance(item, bytes) else self.ws.send_text(item)
+            try:
+                pending = run_until_suspended(send)
+            except (RuntimeError, OSError, WebSocketDisconnect):
+                pending = None
+                if self._closing is None:
+                    self._closing = (Code.NORMAL, "")
+            if pending is None:
+                self._sending_since = None
+                self._last_activity = self._last_send = time.monotonic()
+                self._writer_idle = True
+                if ack is not None:
+                    ack()
+                if self._closing is not None:
+                    self._wake()
+                return
+            self._inflight = (pending, len(item), ack)
+            self._queued += len(item)
+            self._wake()
+            return
         self._queue.append((item, ack))
         self._queued += len(item)
         limit = self.limits.outbound_queue_bytes
@@ -474,14 +504,19 @@ class BrowserSocket:
                 or time.monotonic() - self._full_since > self.limits.slow_consumer_timeout
             ):
                 self._slow_consumer()
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        work = self._work
+        if work is not None and not work.done():
+            work.set_result(None)
 
     def _slow_consumer(self) -> None:
         if self._closing is None or self._closing[0] is not Code.SLOW_CONSUMER:
             self._closing = (Code.SLOW_CONSUMER, "the browser does not read its data")
             self.gateway.metrics.drops.labels("slow_consumer").inc(len(self._queue))
             self._drop_queue()
-            self._wakeup.set()
+            self._wake()
             self.gateway.spawn(self._close_ws(Code.SLOW_CONSUMER, "the browser does not read its data"))
 
     def _drop_queue(self) -> None:
@@ -493,41 +528,65 @@ class BrowserSocket:
 
     async def _writer(self) -> None:
         """Send the queue in order; on closing, flush what is left (not for a slow consumer)
-        and close the WebSocket, which also ends the reader's wait."""
+        and close the WebSocket, which also ends the reader's wait. A send that blocks too long
+        is caught by :meth:`watchdog`."""
         ws = self.ws
         queue = self._queue
-        timeout = self.limits.slow_consumer_timeout
         try:
             while True:
+                if self._inflight is not None:  # an eager send that could not finish at once
+                    pending, size, inflight_ack = self._inflight
+                    try:
+                        await pending
+                    finally:
+                        self._inflight = None
+                        self._sending_since = None
+                        self._queued -= size
+                        if inflight_ack is not None:
+                            inflight_ack()
+                    continue
                 if not queue:
                     if self._closing is not None:
                         break
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                    self._writer_idle = True
+                    self._work = asyncio.get_running_loop().create_future()
+                    await self._work
+                    self._work = None
+                    self._writer_idle = False
                     continue
                 item, ack = queue.popleft()
+                self._sending_since = time.monotonic()
                 try:
-                    async with asyncio.timeout(timeout):
-                        if isinstance(item, bytes):
-                            await ws.send_bytes(item)
-                        else:
-                            await ws.send_text(item)
-                except TimeoutError:
-                    self._slow_consumer()
-                    break
+                    if isinstance(item, bytes):
+                        await ws.send_bytes(item)
+                    else:
+                        await ws.send_text(item)
                 finally:
+                    self._sending_since = None
                     self._queued -= len(item)
                     if ack is not None:
                         ack()
                 self._last_activity = time.monotonic()
-                if self._queued <= self.limits.outbound_queue_bytes:
+                if self._full_since is not None and self._queued <= self.limits.outbound_queue_bytes:
                     self._full_since = None
         except (RuntimeError, OSError, WebSocketDisconnect):
             if self._closing is None:
                 self._closing = (Code.NORMAL, "")
             return
-        code, message = self._closing or (Code.NORMAL, "")
+        code, message = self._closing
         await self._close_ws(code, message)
+
+    def watchdog(self, now: float) -> None:
+        """Called about once a second by the gateway: idle sockets and slow consumers."""
+        if self._closing is not None:
+            return
+        limits = self.limits
+        if self.peer_id is not None and now - self._last_activity > limits.idle_timeout:
+            self._fail(Code.IDLE_TIMEOUT, "idle for too long")
+        elif (
+            self._sending_since is not None and now - self._sending_since > limits.slow_consumer_timeout
+        ) or (self._full_since is not None and now - self._full_since > limits.slow_consumer_timeout):
+            self._slow_consumer()
 
     # Tokens.
 
@@ -555,4 +614,33 @@ class BrowserSocket:
         if self._closing is None:
             self._enqueue(codec.encode("drain", reconnect_after_ms=reconnect_after_ms), None)
             self._closing = (Code.GOING_AWAY, "the gateway is restarting")
-        self._wakeup.set()
+        self._wake()
+
+
+def run_until_suspended(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:
+    """Run ``coro`` in place until it finishes (None) or first waits; then go on in a task and
+    return it. Saves a task switch per message when, as usual, the send does not wait."""
+    try:
+        waited = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_resume(coro, waited))
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waited: Any) -> None:
+    # What a Task does for a coroutine suspended on a future: wait for it, then step on.
+    while True:
+        if isinstance(waited, asyncio.Future):
+            waited._asyncio_future_blocking = False
+            try:
+                await asyncio.wait([waited])
+            except asyncio.CancelledError as exc:
+                try:
+                    waited = coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            return

@@ -293,7 +293,18 @@ class Gateway:
 
     # Lifecycle.
 
+    async def _watchdog(self) -> None:
+        """One timer for all sockets (idle, slow consumers) instead of one per message."""
+        while True:
+            await asyncio.sleep(self._watch_interval)
+            now = time.monotonic()
+            for socket in list(self.sockets):
+                socket.watchdog(now)
+
     async def start(self) -> None:
+        limits = self.settings.limits
+        self._watch_interval = max(0.05, min(1.0, limits.slow_consumer_timeout / 4, limits.idle_timeout / 4))
+        self.spawn(self._watchdog())
         _log.info(
             "gateway %s ready: %d backend(s): %s",
             self.settings.peer_id,

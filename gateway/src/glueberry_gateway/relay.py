@@ -88,7 +88,7 @@ class BackendSession:
         self._send: dict[str, _StreamState] = {}  # the stream each name is sent on
         self._all: dict[Stream, _StreamState] = {}
         # the last frames sent, for resume: (sequence number, frame)
-        self._ring: deque[tuple[int, bytes]] = deque()
+        self._ring: deque[tuple[int, bytes]] | None = None  # made on the first frame (idle sessions are many)
         self._ring_bytes = 0
         self._ring_limit = resume_buffer_bytes
         self._detached_at = 0
@@ -173,6 +173,8 @@ class BackendSession:
         self.frames_out += 1
         self.bytes_out += len(frame)
         ring = self._ring
+        if ring is None:
+            ring = self._ring = deque()
         ring.append((self.frames_out - 1, frame))
         self._ring_bytes += len(frame)
         while self._ring_bytes > self._ring_limit:
@@ -223,7 +225,7 @@ class BackendSession:
     def replay(self, browser_received: int) -> None:
         """Send again, in order, the buffered frames from ``browser_received`` on."""
         assert self.link is not None
-        for seq, frame in self._ring:
+        for seq, frame in self._ring or ():
             if seq >= browser_received:
                 self.link.send_data(frame, None)
 
@@ -241,7 +243,7 @@ class BackendSession:
         self.closed = True
         self._all.clear()
         self._send.clear()
-        self._ring.clear()
+        self._ring = None
         self._ring_bytes = 0
         with contextlib.suppress(GlueberryError):
             self.conn.close()

@@ -49,6 +49,7 @@ __all__ = [
 
 SECURITY_PROTOCOL = "/noise"
 MUXER_PROTOCOL = "/yamux/1.0.0"
+_DONE = MultistreamServer(())  # stands in for a finished negotiation (never fed)
 
 
 class Stage(Enum):
@@ -104,7 +105,12 @@ class ConnectionCore:
     ) -> None:
         self.initiator = initiator
         self.stage = Stage.SECURITY_NEGOTIATION
-        self._noise_args = (static_key, identity_key, identity_signature, expected_peer)
+        self._noise_args: tuple[X25519PrivateKey, bytes, bytes, PeerID | None] | None = (
+            static_key,
+            identity_key,
+            identity_signature,
+            expected_peer,
+        )
         self._yamux_config = yamux_config
         self._muxers = (MUXER_PROTOCOL,) if inline_muxer else ()
         self._events: list[ConnectionEvent] = []
@@ -196,6 +202,7 @@ class ConnectionCore:
         for event in self._negotiation.events_received():
             if event.protocol != SECURITY_PROTOCOL:  # pragma: no cover - the cores only agree on it
                 raise NegotiationFailed(f"unexpected security protocol {event.protocol}")
+            assert self._noise_args is not None
             static_key, identity_key, signature, expected = self._noise_args
             self._noise = noise_mod.NoiseProtocol(
                 initiator=self.initiator,
@@ -255,6 +262,8 @@ class ConnectionCore:
     def _start_yamux(self, agreed: ProtocolAgreed) -> None:
         self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
         self.stage = Stage.MUXED
+        self._negotiation = _DONE  # free the negotiation cores: thousands of connections live long
+        self._noise_args = None
         self._events.append(UpgradeCompleted())
         if agreed.remainder:
             self._yamux.receive_data(agreed.remainder)

@@ -537,6 +537,11 @@ class YamuxProtocol:
         return StreamState.CLOSED if self._is_known(stream_id) else StreamState.INIT
 
     @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has something."""
+        return bool(self._out)
+
+    @property
     def open_streams(self) -> int:
         return len(self._streams)
 

@@ -73,8 +73,8 @@ class Connection(asyncio.Protocol):
         self.negotiation_timeout = negotiation_timeout
         self.outbound = core.initiator
         self.streams: dict[int, Stream] = {}
-        self.remote_addr: Multiaddr | None = None
-        self.local_addr: Multiaddr | None = None
+        self._peername: object = None
+        self._sockname: object = None
         self.close_reason: BaseException | None = None
         self.error: GlueberryError | None = None  # what the remote did wrong, if it did
         self.identify_done: asyncio.Future[None] = self.loop.create_future()
@@ -82,9 +82,10 @@ class Connection(asyncio.Protocol):
         self._ready: asyncio.Future[None] = self.loop.create_future()
         self._closed: asyncio.Future[None] = self.loop.create_future()
         self._flush_handle: asyncio.Handle | None = None
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None  # made only while writing is paused
         self._pings: dict[int, asyncio.Future[float]] = {}
+        self._negotiation_timers: dict[int, asyncio.TimerHandle] = {}
         self._remote_peer_id: PeerID | None = None
 
     def __repr__(self) -> str:
@@ -92,6 +93,15 @@ class Connection(asyncio.Protocol):
         return f"<Connection {way} {self._remote_peer_id} {self.remote_addr}>"
 
     # Public API.
+
+    @property
+    def remote_addr(self) -> Multiaddr | None:
+        """The remote's TCP address (made on demand: most connections never need it)."""
+        return _tcp_multiaddr(self._peername)
+
+    @property
+    def local_addr(self) -> Multiaddr | None:
+        return _tcp_multiaddr(self._sockname)
 
     @property
     def remote_peer_id(self) -> PeerID:
@@ -105,7 +115,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def writing_paused(self) -> bool:
-        return not self._writable.is_set()
+        return self._paused
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait for the upgrade (Noise + yamux) to finish; raise its error on failure."""
@@ -119,7 +129,10 @@ class Connection(asyncio.Protocol):
         await asyncio.shield(self._closed)
 
     async def wait_writable(self) -> None:
-        await self._writable.wait()
+        if self._paused:
+            if self._drained is None:
+                self._drained = self.loop.create_future()
+            await asyncio.shield(self._drained)
         if self._closed.done():
             raise StreamReset("connection closed")
 
@@ -192,8 +205,10 @@ class Connection(asyncio.Protocol):
 
     def consume(self, stream_id: int, n: int) -> None:
         if n and self.core.upgraded and not self._closed.done():
-            self.core.yamux.consume(stream_id, n)
-            self._schedule_flush()
+            yamux = self.core.yamux
+            yamux.consume(stream_id, n)
+            if yamux.has_output:  # a window update is due only after half the window was read
+                self._schedule_flush()
 
     def close_stream(self, stream_id: int) -> None:
         if self._closed.done():
@@ -220,8 +235,8 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.remote_addr = _tcp_multiaddr(transport.get_extra_info("peername"))
-            self.local_addr = _tcp_multiaddr(transport.get_extra_info("sockname"))
+            self._peername = transport.get_extra_info("peername")
+            self._sockname = transport.get_extra_info("sockname")
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -251,6 +266,9 @@ class Connection(asyncio.Protocol):
         self.close_reason = reason
         if self._flush_handle is not None:
             self._flush_handle.cancel()
+        for timer in self._negotiation_timers.values():
+            timer.cancel()
+        self._negotiation_timers.clear()
         for stream in list(self.streams.values()):
             stream._fail(StreamReset(f"connection closed: {reason}"))
         self.streams.clear()
@@ -263,14 +281,17 @@ class Connection(asyncio.Protocol):
         if not self.identify_done.done():
             self.identify_done.set_result(None)
         self._closed.set_result(None)
-        self._writable.set()  # wake writers so they see the error
+        self.resume_writing()  # wake writers so they see the error
         self.callbacks.closed(self)
 
     def pause_writing(self) -> None:
-        self._writable.clear()
+        self._paused = True
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        self._paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     # Internals.
 
@@ -346,9 +367,12 @@ class Connection(asyncio.Protocol):
         stream._negotiation = MultistreamServer(self.callbacks.supports)
         self.streams[stream_id] = stream
         self._send_negotiation(stream)
-        self.loop.call_later(self.negotiation_timeout, self._negotiation_expired, stream)
+        self._negotiation_timers[stream_id] = self.loop.call_later(
+            self.negotiation_timeout, self._negotiation_expired, stream
+        )
 
     def _negotiation_expired(self, stream: Stream) -> None:
+        self._negotiation_timers.pop(stream.stream_id, None)
         if stream._negotiation is not None and self.streams.get(stream.stream_id) is stream:
             _log.debug("%r: inbound stream %d did not negotiate in time", self, stream.stream_id)
             stream.reset()
@@ -372,6 +396,9 @@ class Connection(asyncio.Protocol):
         self.core.yamux.consume(stream.stream_id, len(data) - len(remainder))
         for agreed in events:
             stream._negotiation = None
+            timer = self._negotiation_timers.pop(stream.stream_id, None)
+            if timer is not None:  # thousands of connections: do not keep a timer per stream
+                timer.cancel()
             stream.protocol = agreed.protocol
             if stream.outbound:
                 assert stream._negotiated is not None

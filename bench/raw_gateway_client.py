@@ -1,0 +1,55 @@
+"""A minimal client of the gateway protocol for load generation: auth, open, answer the sign
+request, then raw data frames — no Glueberry crypto, so the load generator is as light as the
+baseline's plain WebSocket client. (Applications use glueberry_gateway.client.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from glueberry.p2p.keys import generate_private_key, public_key_bytes
+from glueberry_gateway import codec
+from glueberry_gateway.auth import auth_message, is_noise_payload
+
+
+class RawGatewayClient:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str, origin: str) -> RawGatewayClient:
+        key = generate_private_key()
+        ws = await connect(
+            url, subprotocols=[codec.SUBPROTOCOL], origin=origin, compression=None, max_size=None
+        )  # type: ignore[arg-type]
+        challenge = codec.decode_server_message(await ws.recv())
+        nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
+        signature = key.sign(auth_message(challenge["gateway"], origin, nonce))
+        await ws.send(codec.encode("auth", version=1, public_key=public_key_bytes(key), signature=signature))
+        ready = codec.decode_server_message(await ws.recv())
+        assert ready["type"] == "ready", ready
+        client = cls(ws)
+        client.key = key
+        return client
+
+    async def open(self, session: int, backend: str) -> None:
+        await self.ws.send(codec.encode("open", id=session, session=session, backend=backend))
+        while True:
+            msg: dict[str, Any] = codec.decode_server_message(await self.ws.recv())
+            if msg["type"] == "sign":
+                payload = codec.b64d(msg["payload"], "payload")
+                assert is_noise_payload(payload)
+                await self.ws.send(codec.encode("signature", id=msg["id"], signature=self.key.sign(payload)))
+            elif msg["type"] == "opened":
+                return
+            else:
+                raise RuntimeError(f"open failed: {msg}")
+
+    async def round_trip(self, frame: bytes) -> None:
+        await self.ws.send(frame)
+        while isinstance(await self.ws.recv(), str):  # skip control notices
+            pass
+
+    async def close(self) -> None:
+        await self.ws.close()
