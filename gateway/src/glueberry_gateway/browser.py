@@ -92,6 +92,8 @@ class BrowserSocket:
         self._signs: dict[int, asyncio.Future[bytes]] = {}
         self._next_sign = 1
         self._closing: tuple[Code, str] | None = None
+        self._reader: asyncio.Task[object] | None = None
+        self._abandoned = False  # a slow consumer: the reader was stopped, the writer is not awaited
         self._last_activity = time.monotonic()
         self._sending_since: float | None = None
         self._writer_idle = False  # the writer waits for work: _enqueue may send directly
@@ -114,6 +116,7 @@ class BrowserSocket:
             self.gateway.metrics.closes.labels(Code.UNSUPPORTED_VERSION.name).inc()
             return
         await ws.accept(subprotocol=codec.SUBPROTOCOL)
+        self._reader = asyncio.current_task()
         writer = asyncio.ensure_future(self._writer())
         try:
             await self._authenticate()
@@ -122,6 +125,12 @@ class BrowserSocket:
             self._fail(exc.code, exc.message)
         except WebSocketDisconnect:
             pass
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            task = asyncio.current_task()  # _give_up stopped us: the socket ends normally below
+            assert task is not None
+            task.uncancel()
         except Exception:
             _log.exception("socket from %s failed", self.client_ip)
             self._fail(Code.INTERNAL_ERROR, "internal error")
@@ -139,10 +148,13 @@ class BrowserSocket:
         if self._closing is None:
             self._closing = (Code.NORMAL, "")
         self._wake()
-        try:
-            await asyncio.wait_for(writer, self.limits.slow_consumer_timeout)
-        except TimeoutError:
+        if self._abandoned:  # a slow consumer: its writer may wait forever
             writer.cancel()
+        else:
+            try:
+                await asyncio.wait_for(writer, self.limits.slow_consumer_timeout)
+            except TimeoutError:
+                writer.cancel()
         code, message = self._closing
         self.gateway.metrics.closes.labels(code.name).inc()
         self._drop_queue()
@@ -169,9 +181,13 @@ class BrowserSocket:
                 message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             if self._closing is None:
-                # the browser went away without closing: its sessions wait for a resume
-                self._lost = message.get("code", 1006) not in (1000, 1001)
-                self._closing = (Code.NORMAL, "")
+                code = message.get("code", 1006)
+                if code == 1009:  # the server refused a frame over ws_max_size: §7's 4009
+                    self._closing = (Code.MESSAGE_TOO_BIG, "frame over the size limit")
+                else:
+                    # the browser went away without closing: its sessions wait for a resume
+                    self._lost = code not in (1000, 1001)
+                    self._closing = (Code.NORMAL, "")
             raise WebSocketDisconnect(message.get("code", 1000))
         self._last_activity = time.monotonic()
         text = message.get("text")
@@ -270,10 +286,15 @@ class BrowserSocket:
             now = self._last_activity
             if self._messages.take(now) or self._bytes.take(now, len(raw)):
                 raise ProtocolViolation(Code.RATE_LIMITED, "too many messages or bytes per second")
-            if isinstance(raw, bytes):
-                await self._on_data(raw)
-            else:
-                self._on_control(codec.decode_client_message(raw, max_bytes=limits.max_control_bytes))
+            try:
+                if isinstance(raw, bytes):
+                    await self._on_data(raw)
+                else:
+                    self._on_control(codec.decode_client_message(raw, max_bytes=limits.max_control_bytes))
+            except ProtocolViolation as exc:
+                if is_socket_level(exc.code):
+                    raise
+                self._error(exc.code, exc.message, **exc.fields)  # 4100+: this request only (§8)
 
     # Browser -> gateway.
 
@@ -305,6 +326,8 @@ class BrowserSocket:
         elif isinstance(message, codec.Signature | codec.SignRefused):
             fut = self._signs.pop(message.id, None)
             if fut is None or fut.done():
+                if 0 < message.id < self._next_sign:
+                    return  # an answer to a request of ours that timed out: that open failed already
                 raise ProtocolViolation(Code.PROTOCOL_ERROR, f"no sign request with id {message.id}")
             if isinstance(message, codec.Signature):
                 fut.set_result(message.signature)
@@ -518,6 +541,17 @@ class BrowserSocket:
             self._drop_queue()
             self._wake()
             self.gateway.spawn(self._close_ws(Code.SLOW_CONSUMER, "the browser does not read its data"))
+            self.gateway.spawn(self._give_up())
+
+    async def _give_up(self) -> None:
+        """The close frame waits behind the data the browser does not read, and until it is out
+        nothing wakes the reader. Give the browser one more ``slow_consumer_timeout``, then stop
+        the reader: that ends the sessions and the socket (§7); the server drops the connection."""
+        await asyncio.sleep(self.limits.slow_consumer_timeout)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            self._abandoned = True
+            reader.cancel()
 
     def _drop_queue(self) -> None:
         while self._queue:

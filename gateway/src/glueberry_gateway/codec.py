@@ -56,10 +56,14 @@ _HEADER = struct.Struct(">BHB")
 class ProtocolViolation(Exception):
     """A message that breaks the protocol; ``code`` is the close or error code to answer with."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(
+        self, code: Code, message: str, *, id: int | None = None, session: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # for a session-level code (4100+): what the error message names (§8)
+        self.fields = {k: v for k, v in (("id", id), ("session", session)) if v is not None}
 
 
 def b64e(data: bytes) -> str:
@@ -145,7 +149,10 @@ def _str(obj: dict[str, Any], key: str, max_chars: int) -> str:
 
 
 def _load(text: str | bytes, max_bytes: int) -> dict[str, Any]:
-    if len(text) > max_bytes:
+    # a str counts UTF-8 bytes (up to 4 per character; encode only when it could matter)
+    if len(text) > max_bytes or (
+        isinstance(text, str) and len(text) * 4 > max_bytes and len(text.encode()) > max_bytes
+    ):
         raise ProtocolViolation(Code.MESSAGE_TOO_BIG, f"control message over {max_bytes} bytes")
     try:
         obj = orjson.loads(text)
@@ -209,15 +216,19 @@ def decode_client_message(
             resume_sessions=sessions,
         )
     if kind == "open":
-        if "addrs" in obj or "addr" in obj or "multiaddrs" in obj:
-            raise ProtocolViolation(
-                Code.BACKEND_UNKNOWN, "the gateway dials configured backends only, never addresses"
-            )
-        return Open(
+        request = Open(
             _int(obj, "id", 1, MAX_ID),
             _int(obj, "session", 1, MAX_SESSION),
             _str(obj, "backend", MAX_NAME_CHARS),
         )
+        if "addrs" in obj or "addr" in obj or "multiaddrs" in obj:
+            raise ProtocolViolation(
+                Code.BACKEND_UNKNOWN,
+                "the gateway dials configured backends only, never addresses",
+                id=request.id,
+                session=request.session,
+            )
+        return request
     if kind == "signature":
         return Signature(_int(obj, "id", 1, MAX_ID), b64d(obj.get("signature"), "signature", size=64))
     if kind == "sign_refused":
@@ -289,5 +300,7 @@ def decode_data_frame(data: bytes, *, max_bytes: int) -> DataFrame:
         name = bytes(data[_HEADER.size : end]).decode("ascii")
         validate_stream_name(name)
     except (UnicodeDecodeError, InvalidStreamName) as exc:
-        raise ProtocolViolation(Code.INVALID_STREAM, "invalid stream name in a data frame") from exc
+        raise ProtocolViolation(
+            Code.INVALID_STREAM, "invalid stream name in a data frame", session=session
+        ) from exc
     return DataFrame(session, name, memoryview(data)[end:])
