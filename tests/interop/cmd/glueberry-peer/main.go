@@ -13,6 +13,8 @@
 // --handshake auto runs the ready-made application handshake shared with the Python and
 // JavaScript implementations (Hello = 0x01 || name, PubKey = 0x02 || 32-byte Ed25519 key,
 // Complete = 0x03; see README.md); --handshake manual leaves every handshake step to commands.
+//
+// --on-message room turns the node into a small chat room server on the stream "chat" (room.go).
 package main
 
 import (
@@ -33,6 +35,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -431,6 +434,8 @@ type app struct {
 
 	rttMu   sync.Mutex
 	rttWait map[streamKey]chan struct{} // an rtt command waits for the next message on the key
+
+	room *roomServer // --on-message room (see room.go)
 }
 
 type handlerFunc func(ctx context.Context, a *args) (map[string]any, error)
@@ -462,6 +467,7 @@ func (ap *app) commands() map[string]handlerFunc {
 		"stats":                       ap.cmdStats,
 		"addressbook":                 ap.cmdAddressBook,
 		"debug_state":                 ap.cmdDebugState,
+		"rooms":                       ap.cmdRooms,
 	}
 }
 
@@ -972,6 +978,9 @@ func (ap *app) watchEvents() {
 			"error":     errOrNil(ev.Error),
 			"timestamp": timeOrNil(ev.Timestamp),
 		})
+		if ap.room != nil && ev.State == glueberry.StateDisconnected {
+			ap.room.peerGone(p)
+		}
 		if !ap.cfg.auto {
 			continue
 		}
@@ -1038,6 +1047,9 @@ func (ap *app) watchMessages() {
 		}
 		if ap.cfg.onMessage == "echo" {
 			ap.echo(k, append([]byte(nil), msg.Data...))
+		}
+		if ap.room != nil && msg.StreamName == chatStream {
+			ap.room.deliver(p, msg.Data)
 		}
 	}
 }
@@ -1289,7 +1301,7 @@ func (ap *app) traceConns() error {
 
 type flags struct {
 	seed, listen, addressBook, name, handshake, streams, onMessage, logLevel string
-	report, noComplete, traceConns                                           bool
+	report, noComplete, traceConns, streamsSet                               bool
 	hsDelayMs, handshakeTimeoutMs, cooldownMs, reconnectBaseMs               int64
 	reconnectMaxMs                                                           int64
 	reconnectMaxAttempts, maxMessageSize, messageBufferSize, eventBufferSize int
@@ -1305,7 +1317,7 @@ func parseFlags() *flags {
 	flag.StringVar(&f.streams, "streams", "messages", "encrypted stream names prepared by the auto handshake (comma list; default of the stream commands)")
 	flag.BoolVar(&f.noComplete, "hs-no-complete", false, "auto handshake: never send Complete")
 	flag.Int64Var(&f.hsDelayMs, "hs-delay-ms", 0, "auto handshake: sleep this long before each reaction that sends")
-	flag.StringVar(&f.onMessage, "on-message", "report", "report | echo | count")
+	flag.StringVar(&f.onMessage, "on-message", "report", "report | echo | count | room (a chat room server on the stream \"chat\")")
 	flag.BoolVar(&f.report, "report", false, "with --on-message echo: also print a message event")
 	flag.BoolVar(&f.traceConns, "trace-conns", false, "emit conn_opened / conn_closed events for libp2p connections (below Glueberry)")
 	flag.StringVar(&f.logLevel, "log", "info", "Glueberry log level on stderr: debug | info | warn | error | none")
@@ -1318,6 +1330,7 @@ func parseFlags() *flags {
 	flag.IntVar(&f.messageBufferSize, "message-buffer-size", 0, "Config.MessageBufferSize (0: default 1000)")
 	flag.IntVar(&f.eventBufferSize, "event-buffer-size", 0, "Config.EventBufferSize (0: default 100)")
 	flag.Parse()
+	flag.Visit(func(fl *flag.Flag) { f.streamsSet = f.streamsSet || fl.Name == "streams" })
 	return f
 }
 
@@ -1343,9 +1356,12 @@ func buildSettings(f *flags) (settings, error) {
 		return s, fmt.Errorf("unknown --handshake %q (auto or manual)", f.handshake)
 	}
 	switch f.onMessage {
-	case "report", "echo", "count":
+	case "report", "echo", "count", "room":
 	default:
-		return s, fmt.Errorf("unknown --on-message %q (report, echo or count)", f.onMessage)
+		return s, fmt.Errorf("unknown --on-message %q (report, echo, count or room)", f.onMessage)
+	}
+	if f.onMessage == "room" && !f.streamsSet {
+		f.streams = chatStream
 	}
 	if len(f.name) > maxNameLen {
 		return s, fmt.Errorf("--name is %d bytes (at most %d)", len(f.name), maxNameLen)
@@ -1357,6 +1373,9 @@ func buildSettings(f *flags) (settings, error) {
 	}
 	if err := glueberry.ValidateStreamNames(s.streams, glueberry.DefaultMaxStreamNameLength); err != nil {
 		return s, fmt.Errorf("--streams: %w", err)
+	}
+	if f.onMessage == "room" && !slices.Contains(s.streams, chatStream) {
+		return s, fmt.Errorf("--on-message room needs the stream %q in --streams", chatStream)
 	}
 	if f.hsDelayMs < 0 {
 		return s, errors.New("--hs-delay-ms must not be negative")
@@ -1439,6 +1458,10 @@ func main() {
 		log.Fatalf("glueberry.New: %v", err)
 	}
 	ap.node = node
+	if cfg.onMessage == "room" {
+		ap.room = newRoomServer(ap)
+		go ap.room.run()
+	}
 	if f.traceConns {
 		if err := ap.traceConns(); err != nil {
 			cleanup()
