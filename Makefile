@@ -2,15 +2,21 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck test-py test-js bench clean
+.PHONY: setup build-web demo test lint typecheck test-py test-js bench clean
 
 setup:
 	@scripts/setup.sh
 
-demo: setup
-	@$(PY) -m glueberry_demo
+# The browser library and its one-file bundle, copied into the demo page.
+build-web: setup
+	npm run --silent -w js-client build
+	npm run --silent -w web-demo build
 
-test: setup lint typecheck test-js test-py
+# `make demo DEMO_ARGS="--port 9000 --token-ttl 120"` passes options to the launcher.
+demo: build-web
+	@$(PY) -m glueberry_demo $(DEMO_ARGS)
+
+test: setup lint typecheck build-web test-js test-py
 
 lint:
 	$(VENV)/bin/ruff check .

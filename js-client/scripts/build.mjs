@@ -1,12 +1,12 @@
 // Bundle src/index.ts (browser + Node) and src/node.ts (Node extras) into dist/ as minified ESM.
 // Shared code (and the @noble crypto) lands in one chunk both entries import, so
 // `@glueberry/client` and `@glueberry/client/node` share classes (instanceof works across them).
+// Then the single-file browser bundle dist/browser/glueberry-client.js (scripts/browser-bundle.mjs).
 // Type declarations come from `tsc -p tsconfig.build.json` (run after this by `npm run build`).
 import { build } from 'esbuild';
 import { rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { BROWSER_BUNDLE, buildBrowserBundle, root } from './browser-bundle.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 await rm(`${root}dist`, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
@@ -24,3 +24,5 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   logLevel: 'warning',
 });
+await buildBrowserBundle();
+console.log(`built dist/ and ${BROWSER_BUNDLE}`);

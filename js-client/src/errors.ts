@@ -14,6 +14,13 @@
  * | HandshakeError        | `handshake`         | a malformed or unexpected handshake message          |
  * | KeyMismatchError      | `key_mismatch`      | the peer's key does not belong to the expected peer ID |
  * | IdentityStoreError    | `identity_store`    | an identity could not be loaded or saved             |
+ * | TimeoutError          | `timeout`           | an operation (e.g. `open`) did not finish in time    |
+ * | LimitExceededError    | `limit_exceeded`    | a bounded queue (outbox, pending sends, inbox) is full |
+ * | GatewayError          | a number (§8 code)  | the gateway refused or ended something; `CloseCode`  |
+ * | ProtocolError         | a number (4000, …)  | the gateway broke `glueberry.v1` (a GatewayError)    |
+ *
+ * `code` is a string for the client's own errors and the numeric close/error code of
+ * docs/gateway-protocol.md §8 for {@link GatewayError} (compare it with `CloseCode` members).
  */
 
 /** Constructor options shared by every error class (`cause` as in ES2022 `Error`). */
@@ -22,10 +29,10 @@ export interface GlueberryErrorOptions {
 }
 
 export class GlueberryError extends Error {
-  /** Stable machine-readable reason; the message is for people and may change. */
-  readonly code: string;
+  /** Stable machine-readable reason (a number for {@link GatewayError}); the message is for people. */
+  readonly code: string | number;
 
-  constructor(message: string, code = 'glueberry', options?: GlueberryErrorOptions) {
+  constructor(message: string, code: string | number = 'glueberry', options?: GlueberryErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     // Set explicitly in every class: minifiers rename classes, so `new.target.name` is unreliable.
     this.name = 'GlueberryError';
@@ -117,5 +124,48 @@ export class IdentityStoreError extends GlueberryError {
   constructor(message: string, options?: GlueberryErrorOptions) {
     super(message, 'identity_store', options);
     this.name = 'IdentityStoreError';
+  }
+}
+
+export class TimeoutError extends GlueberryError {
+  constructor(message: string, options?: GlueberryErrorOptions) {
+    super(message, 'timeout', options);
+    this.name = 'TimeoutError';
+  }
+}
+
+export class LimitExceededError extends GlueberryError {
+  constructor(message: string, options?: GlueberryErrorOptions) {
+    super(message, 'limit_exceeded', options);
+    this.name = 'LimitExceededError';
+  }
+}
+
+/** Options of {@link GatewayError}. */
+export interface GatewayErrorOptions extends GlueberryErrorOptions {
+  /** The session the error is about, if any. */
+  session?: number;
+}
+
+/**
+ * The gateway refused a request or ended the socket or a session. `code` is the number of
+ * docs/gateway-protocol.md §8 (`CloseCode`), or a plain WebSocket close code such as 1006.
+ */
+export class GatewayError extends GlueberryError {
+  declare readonly code: number;
+  readonly session: number | undefined;
+
+  constructor(code: number, message: string, options?: GatewayErrorOptions) {
+    super(message || `gateway code ${code}`, code, options);
+    this.name = 'GatewayError';
+    this.session = options?.session;
+  }
+}
+
+/** The gateway broke the protocol (`code`: the close code the client used, e.g. 4000). */
+export class ProtocolError extends GatewayError {
+  constructor(message: string, code = 4000) {
+    super(code, message);
+    this.name = 'ProtocolError';
   }
 }

@@ -1,7 +1,8 @@
 """Close and error codes of the gateway protocol (docs/gateway-protocol.md §8).
 
 One list for both: 4000-4099 end the socket, 4100-4199 refuse or end one session or request.
-``js-client/src/codes.ts`` holds the same list; ``tests/gateway/test_codes.py`` checks they match.
+``js-client/src/codes.ts`` holds the same list; ``tests/gateway/test_js_client.py::test_codes_match``
+checks they match.
 """
 
 from __future__ import annotations

@@ -1,0 +1,473 @@
+/**
+ * One end-to-end encrypted session to a backend through the gateway (docs/js-client.md).
+ *
+ * A {@link Session} is made by `GlueberryClient.open()`, which resolves once the Hello / PubKey /
+ * Complete handshake is done on the session's `handshake` stream: the backend's key was checked
+ * against the peer ID the gateway reported in `opened` ({@link KeyMismatchError} otherwise) and
+ * the stream key derived. Named-stream payloads are `nonce ‖ ciphertext ‖ tag` (PROTOCOL.md §8);
+ * the gateway only relays them.
+ *
+ * Resume bookkeeping (gateway-protocol.md §6): the session counts the data frames it received and
+ * sent since the gateway opened it and keeps the newest sent frames in a bounded outbox, so a
+ * resumed socket re-sends exactly what the gateway did not get. Sends made while the socket is
+ * resuming wait in a bounded queue and go out in order once the session is usable again.
+ */
+
+import { utf8Encode } from './bytes.js';
+import { CloseCode } from './codes.js';
+import { HANDSHAKE_STREAM, encodeDataFrame, isStreamName } from './codec.js';
+import { MAX_MESSAGE_SIZE, type StreamCipher } from './crypto.js';
+import {
+  GatewayError,
+  type GlueberryError,
+  InvalidArgumentError,
+  InvalidStateError,
+  LimitExceededError,
+  TimeoutError,
+} from './errors.js';
+import { Emitter, type Listener } from './events.js';
+import { Inbox } from './inbox.js';
+import { HelloHandshake } from './handshake.js';
+import { type Identity, fingerprint } from './identity.js';
+
+export type SessionState = 'open' | 'resuming' | 'closed';
+
+/** A decrypted message; `text` is its UTF-8 decoding (malformed bytes become U+FFFD). */
+export interface SessionMessage {
+  readonly stream: string;
+  readonly data: Uint8Array;
+  readonly text: string;
+}
+
+export interface SessionEvents {
+  message: SessionMessage;
+  /** `reopened: true` when the session had to be opened again (new handshake) after a resume failed. */
+  state: { state: SessionState; reopened?: boolean };
+  error: { error: GlueberryError };
+  closed: { code: number; reason: string };
+}
+
+/** Bounds of one session's queues. */
+export interface SessionBounds {
+  /** Sent frames kept for a resume: at most this many ... */
+  outboxFrames: number;
+  /** ... and this many bytes (the newest frame is always kept). */
+  outboxBytes: number;
+  /** Sends waiting while resuming: at most this many ... */
+  pendingSends: number;
+  /** ... and this many bytes of plaintext. */
+  pendingBytes: number;
+  /** Messages held for async iteration (or until the first `message` listener). */
+  inbox: number;
+  /** Encrypted frames held before the stream key is known. */
+  heldFrames: number;
+}
+
+/** @internal What a session needs from its client. */
+export interface SessionHost {
+  readonly identity: Identity;
+  readonly streams: ReadonlySet<string>;
+  readonly handshakeName: string;
+  readonly bounds: SessionBounds;
+  /** The socket is authenticated: frames can go out. */
+  ready(): boolean;
+  maxFrameBytes(): number;
+  send(frame: Uint8Array): void;
+  /** Resolves once the socket's send buffer is low again (back-pressure for `send`). */
+  drained(): Promise<void>;
+  /** Ask the gateway to close the session (§5.4); resolves on its answer or when it cannot come. */
+  requestClose(session: Session): Promise<void>;
+  /** The session is over: forget it; with `atGateway`, make sure the gateway closes it too. */
+  ended(session: Session, atGateway: boolean): void;
+}
+
+type Phase = 'opening' | 'handshaking' | 'open' | 'closed';
+
+interface PendingSend {
+  stream: string;
+  data: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface OpenWaiter {
+  resolve: (session: Session) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const lenientUtf8 = new TextDecoder();
+const MAX_SIGNATURES_PER_OPEN = 4;
+
+function message(stream: string, data: Uint8Array): SessionMessage {
+  return {
+    stream,
+    data,
+    get text() {
+      return lenientUtf8.decode(data);
+    },
+  };
+}
+
+export class Session extends Emitter<SessionEvents> implements AsyncIterable<SessionMessage> {
+  /** The session number on the gateway socket (kept across resumes and reopens). */
+  readonly id: number;
+  /** The backend name or peer ID it was opened with. */
+  readonly backend: string;
+  readonly #host: SessionHost;
+  #peerId: string;
+  #pinned: boolean;
+  #peerName: string | undefined;
+  #state: SessionState = 'resuming';
+  #phase: Phase = 'opening';
+  #everOpen = false;
+  #attached = false;
+  #handshake: HelloHandshake | undefined;
+  #cipher: StreamCipher | undefined;
+  #received = 0;
+  #sent = 0;
+  #outbox: Uint8Array[] = [];
+  #outboxBytes = 0;
+  #held: [string, Uint8Array][] = [];
+  #pending: PendingSend[] = [];
+  #pendingBytes = 0;
+  readonly #inbox: Inbox<SessionMessage>;
+  #signatures = 0;
+  #open: OpenWaiter | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal Made by `GlueberryClient.open()`. */
+  constructor(
+    host: SessionHost,
+    id: number,
+    backend: string,
+    expectedPeer: string | undefined,
+    timeoutMs: number,
+    resolve: (session: Session) => void,
+    reject: (error: Error) => void,
+  ) {
+    super();
+    this.#host = host;
+    this.id = id;
+    this.backend = backend;
+    this.#peerId = expectedPeer ?? '';
+    this.#pinned = expectedPeer !== undefined;
+    const timer = setTimeout(
+      () => this.#fail(new TimeoutError(`no session with ${backend} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    this.#open = { resolve, reject, timer };
+    this.#inbox = new Inbox(host.bounds.inbox);
+  }
+
+  /** The backend's peer ID (as the gateway reported it and the handshake proved). */
+  get peerId(): string {
+    return this.#peerId;
+  }
+
+  /** The backend's fingerprint, for people to compare (`XXXX-XXXX-XXXX-XXXX`). */
+  get fingerprint(): string {
+    return fingerprint(this.#peerId);
+  }
+
+  /** The name from the backend's Hello. */
+  get peerName(): string | undefined {
+    return this.#peerName;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /**
+   * Encrypt `data` (a string is sent as UTF-8) and send it on `stream`, one of the client's
+   * `streams`. Resolves once handed to the socket; while the socket is resuming the send waits
+   * in a bounded queue ({@link LimitExceededError} when full) and goes out in order after.
+   */
+  send(stream: string, data: Uint8Array | string): Promise<void> {
+    if (this.#phase === 'closed') return Promise.reject(new InvalidStateError(`session ${this.id} is closed`));
+    if (!isStreamName(stream) || !this.#host.streams.has(stream)) {
+      return Promise.reject(
+        new InvalidArgumentError(`stream ${JSON.stringify(stream)} is not one of [${[...this.#host.streams]}]`),
+      );
+    }
+    const bytes = typeof data === 'string' ? utf8Encode(data) : data;
+    if (!(bytes instanceof Uint8Array) || bytes.length > MAX_MESSAGE_SIZE) {
+      return Promise.reject(
+        new InvalidArgumentError(`data must be a string or Uint8Array of at most ${MAX_MESSAGE_SIZE} bytes`),
+      );
+    }
+    if (this.#sendable() && this.#pending.length === 0) {
+      try {
+        this.#sendFrame(stream, this.#cipher!.encrypt(bytes));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return this.#host.drained();
+    }
+    const bounds = this.#host.bounds;
+    if (this.#pending.length >= bounds.pendingSends || this.#pendingBytes + bytes.length > bounds.pendingBytes) {
+      return Promise.reject(new LimitExceededError(`session ${this.id}: too many sends waiting for the gateway`));
+    }
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ stream, data: typeof data === 'string' ? bytes : bytes.slice(), resolve, reject });
+      this.#pendingBytes += bytes.length;
+    });
+  }
+
+  /** Close the session (the gateway closes the backend connection); idempotent. */
+  close(): Promise<void> {
+    if (this.#phase === 'closed') return Promise.resolve();
+    this.#closing ??= this.#host.requestClose(this).then(() => this._end(CloseCode.Normal, 'closed'));
+    return this.#closing;
+  }
+
+  /** Messages until the session closes (several iterators share them). */
+  [Symbol.asyncIterator](): AsyncIterator<SessionMessage> {
+    return this.#inbox.iterator();
+  }
+
+  /** As {@link Emitter.on}; a first `message` listener also gets the messages held so far. */
+  override on<K extends keyof SessionEvents>(name: K, listener: Listener<SessionEvents[K]>): () => void {
+    const off = super.on(name, listener);
+    if (name === 'message' && this.#inbox.iterators === 0 && this.#inbox.length > 0) {
+      queueMicrotask(() => {
+        if (this.#inbox.iterators === 0) for (const item of this.#inbox.take()) this.emit('message', item);
+      });
+    }
+    return off;
+  }
+
+  // ---- client side (internal) ---------------------------------------------------------------
+
+  /** @internal Listed in `client.sessions`: `open()` resolved and not closed. */
+  get _visible(): boolean {
+    return this.#open === undefined && this.#phase !== 'closed';
+  }
+
+  /** @internal An `error` notice about this session that leaves it open (e.g. 4105). */
+  _error(error: GlueberryError): void {
+    this.emit('error', { error });
+  }
+
+  /** @internal */
+  get _phase(): Phase {
+    return this.#phase;
+  }
+
+  /** @internal The gateway holds this session (opened, not known to be closed). */
+  get _attached(): boolean {
+    return this.#attached;
+  }
+
+  /** @internal The peer `opened` must name: the listed backend's, or the one of a first open. */
+  get _expectedPeer(): string | undefined {
+    return this.#pinned ? this.#peerId : undefined;
+  }
+
+  /** @internal The resume count (§6): data frames received, when the gateway holds the session. */
+  get _received(): number | undefined {
+    return this.#attached ? this.#received : undefined;
+  }
+
+  /** @internal A `sign` request for this session may be answered (while opening, a few times). */
+  _maySign(): boolean {
+    return this.#phase === 'opening' && ++this.#signatures <= MAX_SIGNATURES_PER_OPEN;
+  }
+
+  /** @internal `opened`: the counts start at 0 and the handshake begins (initiator). */
+  _opened(peerId: string): void {
+    this.#phase = 'handshaking';
+    this.#attached = true;
+    this.#peerId = peerId;
+    this.#pinned = true;
+    this.#received = this.#sent = this.#outboxBytes = 0;
+    this.#outbox = [];
+    try {
+      const host = this.#host;
+      this.#handshake = new HelloHandshake({
+        identity: host.identity,
+        expectedPeerId: peerId,
+        name: host.handshakeName,
+        initiator: true,
+      });
+      for (const payload of this.#handshake.start()) this.#sendFrame(HANDSHAKE_STREAM, payload);
+    } catch (err) {
+      this.#fail(err as GlueberryError);
+    }
+  }
+
+  /** @internal A data frame for this session. */
+  _data(stream: string, payload: Uint8Array): void {
+    if (!this.#attached) return; // a late frame of an incarnation already given up
+    this.#received++;
+    if (stream === HANDSHAKE_STREAM) this.#onHandshake(payload);
+    else if (!this.#host.streams.has(stream))
+      return; // not prepared: dropped, as Go drops it
+    else if (this.#cipher === undefined) {
+      if (this.#held.length < this.#host.bounds.heldFrames) this.#held.push([stream, payload]);
+    } else this.#decrypt(stream, payload);
+  }
+
+  /** @internal The socket is gone; the session waits for a resume. */
+  _suspend(): void {
+    this.#signatures = 0;
+    if (this.#phase !== 'closed' && this.#everOpen) this.#setState('resuming');
+  }
+
+  /**
+   * @internal `resumed: {recovered: true, received}`: drop what the gateway confirmed, re-send the
+   * rest. False when that is impossible (the frames fell out of the outbox, or the count is wrong).
+   */
+  _recover(received: number): boolean {
+    const base = this.#sent - this.#outbox.length;
+    if (received > this.#sent || received < base) return false;
+    for (const frame of this.#outbox.splice(0, received - base)) this.#outboxBytes -= frame.length;
+    for (const frame of this.#outbox) this.#host.send(frame);
+    if (this.#phase === 'open') {
+      this.#setState('open');
+      this.#flush();
+    }
+    return true;
+  }
+
+  /** @internal Not recovered: back to the start (a new `open` and handshake follow). */
+  _reset(): void {
+    this.#phase = 'opening';
+    this.#attached = false;
+    this.#handshake = undefined;
+    this.#cipher?.close();
+    this.#cipher = undefined;
+    this.#held = [];
+    this.#outbox = [];
+    this.#received = this.#sent = this.#outboxBytes = this.#signatures = 0;
+  }
+
+  /**
+   * @internal The session is over. `error` rejects a pending `open()` and waiting sends (a
+   * {@link GatewayError} with `code` otherwise); `atGateway`: the gateway may still hold it.
+   */
+  _end(code: number, reason: string, error?: GlueberryError, atGateway = false): void {
+    if (this.#phase === 'closed') return;
+    this.#host.ended(this, atGateway);
+    this.#phase = 'closed';
+    this.#attached = false;
+    this.#cipher?.close();
+    this.#cipher = undefined;
+    this.#held = [];
+    const failure = error ?? new GatewayError(code, reason, { session: this.id });
+    for (const item of this.#pending.splice(0)) item.reject(failure);
+    this.#pendingBytes = 0;
+    const open = this.#open;
+    if (open !== undefined) {
+      this.#open = undefined;
+      clearTimeout(open.timer);
+      open.reject(failure);
+    } else {
+      this.#setState('closed');
+      if (error !== undefined) this.emit('error', { error });
+      this.emit('closed', { code, reason });
+    }
+    this.#inbox.end();
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #fail(error: GlueberryError): void {
+    this._end(error instanceof GatewayError ? error.code : CloseCode.Normal, error.message, error, true);
+  }
+
+  #sendable(): boolean {
+    return this.#phase === 'open' && this.#state === 'open' && this.#host.ready();
+  }
+
+  #setState(state: SessionState, reopened = false): void {
+    if (state === this.#state && !reopened) return;
+    this.#state = state;
+    this.emit('state', reopened ? { state, reopened } : { state });
+  }
+
+  #sendFrame(stream: string, payload: Uint8Array): void {
+    const frame = encodeDataFrame(this.id, stream, payload);
+    const max = this.#host.maxFrameBytes();
+    if (frame.length > max)
+      throw new InvalidArgumentError(`a frame of ${frame.length} bytes is over the gateway's ${max}`);
+    const bounds = this.#host.bounds;
+    this.#sent++;
+    this.#outbox.push(frame);
+    this.#outboxBytes += frame.length;
+    while (
+      this.#outbox.length > bounds.outboxFrames ||
+      (this.#outboxBytes > bounds.outboxBytes && this.#outbox.length > 1)
+    ) {
+      this.#outboxBytes -= this.#outbox.shift()!.length;
+    }
+    this.#host.send(frame);
+  }
+
+  #onHandshake(payload: Uint8Array): void {
+    const handshake = this.#handshake!;
+    let step;
+    try {
+      step = handshake.receive(payload);
+      for (const reply of step.send) this.#sendFrame(HANDSHAKE_STREAM, reply);
+    } catch (err) {
+      this.#fail(err as GlueberryError); // HandshakeError, KeyMismatchError, InvalidKeyError
+      return;
+    }
+    for (const event of step.events) {
+      if (event.type === 'peerName') this.#peerName = event.name;
+      else if (event.type === 'prepared') this.#cipher = event.cipher;
+      else this.#established();
+    }
+    if (this.#cipher !== undefined) for (const [stream, held] of this.#held.splice(0)) this.#decrypt(stream, held);
+  }
+
+  #decrypt(stream: string, payload: Uint8Array): void {
+    let data: Uint8Array;
+    try {
+      data = this.#cipher!.decrypt(payload);
+    } catch (err) {
+      this.emit('error', { error: err as GlueberryError }); // DecryptionError: dropped, as Go does
+      return;
+    }
+    if (this.#phase === 'handshaking') for (const _ of this.#handshake!.markEstablishedByTraffic()) this.#established();
+    this.#deliver(message(stream, data));
+  }
+
+  #established(): void {
+    if (this.#phase !== 'handshaking') return;
+    this.#phase = 'open';
+    const open = this.#open;
+    if (open !== undefined) {
+      this.#open = undefined;
+      clearTimeout(open.timer);
+      this.#everOpen = true;
+      this.#state = 'open';
+      open.resolve(this);
+    } else this.#setState('open', true);
+    this.#flush();
+  }
+
+  #flush(): void {
+    while (this.#pending.length > 0 && this.#sendable()) {
+      const item = this.#pending.shift()!;
+      this.#pendingBytes -= item.data.length;
+      try {
+        this.#sendFrame(item.stream, this.#cipher!.encrypt(item.data));
+        item.resolve();
+      } catch (err) {
+        item.reject(err as Error);
+      }
+    }
+  }
+
+  #deliver(item: SessionMessage): void {
+    const listening = this.listenerCount('message') > 0;
+    if ((this.#inbox.iterators > 0 || !listening) && !this.#inbox.push(item)) {
+      const error = new LimitExceededError(`session ${this.id}: inbox full, the oldest message was dropped`);
+      this.emit('error', { error });
+    }
+    if (listening) this.emit('message', item);
+  }
+}
