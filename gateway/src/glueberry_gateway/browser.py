@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import Tracer
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from glueberry.exceptions import GlueberryError, PeerIDMismatch
@@ -48,9 +49,10 @@ class _SessionError(Exception):
 class RemoteSigner:
     """A :class:`~glueberry.p2p.signer.Signer` that asks the browser to sign (§5.1)."""
 
-    def __init__(self, socket: BrowserSocket, session: int) -> None:
+    def __init__(self, socket: BrowserSocket, session: int, tracer: Tracer) -> None:
         self._socket = socket
         self._session = session
+        self._tracer = tracer
 
     @property
     def public_key(self) -> bytes:
@@ -65,7 +67,8 @@ class RemoteSigner:
     async def sign(self, message: bytes) -> bytes:
         if not is_noise_payload(message):  # never ask the browser to sign anything else
             raise _SessionError(Code.SIGNATURE_INVALID, "refusing to request a non-Noise signature")
-        signature = await self._socket.request_signature(self._session, message)
+        with self._tracer.start_as_current_span("gateway.sign_request"):  # the browser signs
+            signature = await self._socket.request_signature(self._session, message)
         if not verify_signature(self.public_key, signature, message):
             raise _SessionError(Code.SIGNATURE_INVALID, "the browser's Noise signature does not verify")
         return signature
@@ -393,13 +396,16 @@ class BrowserSocket:
             with gw.tracer.start_as_current_span("gateway.session_open") as span:
                 span.set_attribute("glueberry.backend", backend.name)
                 try:
-                    async with asyncio.timeout(self.limits.handshake_timeout + self.limits.sign_timeout):
-                        conn = await gw.host.dial(
-                            backend.peer_id,
-                            list(backend.addrs),
-                            signer=RemoteSigner(self, message.session),
-                            static_key=generate_static_key(),
-                        )
+                    # TCP, then Noise with the browser's signature, yamux, identify
+                    with gw.tracer.start_as_current_span("gateway.dial") as dial_span:
+                        dial_span.set_attribute("glueberry.backend", backend.name)
+                        async with asyncio.timeout(self.limits.handshake_timeout + self.limits.sign_timeout):
+                            conn = await gw.host.dial(
+                                backend.peer_id,
+                                list(backend.addrs),
+                                signer=RemoteSigner(self, message.session, gw.tracer),
+                                static_key=generate_static_key(),
+                            )
                 except _SessionError as exc:
                     raise exc from None
                 except (GlueberryError, OSError, TimeoutError) as exc:
