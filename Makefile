@@ -28,6 +28,7 @@ typecheck:
 
 test-js:
 	npm test --workspaces --if-present
+	npm run --silent -w js-client size
 
 test-py:
 	$(PY) -m pytest

@@ -1,37 +1,33 @@
 /**
- * Byte helpers: hex, UTF-8, concatenation, comparison, base58btc, base32 and unsigned varints.
- * Dependency-free so the browser bundle stays small.
+ * Byte helpers: hex, UTF-8, concatenation, comparison, base58btc, base32, base64url-style
+ * encoding and unsigned varints. Hex, concatenation and comparison are @noble's (already in the
+ * bundle for the crypto); the rest is dependency-free.
  */
 
+import { equalBytes as nobleEqualBytes } from '@noble/ciphers/utils.js';
+import { bytesToHex, concatBytes as nobleConcatBytes, hexToBytes } from '@noble/hashes/utils.js';
 import { FramingError, InvalidArgumentError } from './errors.js';
 
 // ------------------------------------------------------------------------------------------
 // hex
 
-const HEX = '0123456789abcdef';
-
 /** Lowercase hex of `bytes`. */
-export function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += HEX[b >> 4]! + HEX[b & 15]!;
-  return out;
-}
+export const toHex: (bytes: Uint8Array) => string = bytesToHex;
 
 /** Bytes of a hex string (either case, even length, no prefix or separators). */
 export function fromHex(hex: string): Uint8Array {
-  if (typeof hex !== 'string' || hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
-    throw new InvalidArgumentError('not an even-length hex string');
+  try {
+    return hexToBytes(hex);
+  } catch (cause) {
+    throw new InvalidArgumentError('not hex', { cause });
   }
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
 }
 
 // ------------------------------------------------------------------------------------------
 // UTF-8
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const strictDecoder = /* @__PURE__ */ new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function utf8Encode(text: string): Uint8Array {
   return encoder.encode(text);
@@ -49,103 +45,74 @@ export function utf8Decode(bytes: Uint8Array): string {
 // ------------------------------------------------------------------------------------------
 // concat / equal
 
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
+export const concatBytes: (...parts: Uint8Array[]) => Uint8Array = nobleConcatBytes;
 
 /** Equality in time that depends only on the lengths (safe for comparing secrets and tags). */
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
+export const equalBytes: (a: Uint8Array, b: Uint8Array) => boolean = nobleEqualBytes;
 
 // ------------------------------------------------------------------------------------------
 // base58btc (Bitcoin alphabet), as in libp2p peer IDs and multibase 'z'
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
-const B58_INDEX = new Map<string, number>([...B58].map((c, i) => [c, i]));
 /** Longest input the decoder accepts; peer IDs are 46–52 characters. */
 export const BASE58_MAX_LENGTH = 1024;
+
+/** Big-endian `digits` in base `from` as big-endian digits in base `to`, without leading zeros. */
+function rebase(digits: ArrayLike<number>, from: number, to: number): number[] {
+  const out: number[] = []; // least significant first while converting
+  for (let i = 0; i < digits.length; i++) {
+    let carry = digits[i]!;
+    for (let j = 0; j < out.length; j++) {
+      carry += out[j]! * from;
+      out[j] = carry % to;
+      carry = Math.floor(carry / to);
+    }
+    for (; carry > 0; carry = Math.floor(carry / to)) out.push(carry % to);
+  }
+  return out.reverse();
+}
 
 /** base58btc: each leading zero byte becomes '1', the rest is the big-endian number in base 58. */
 export function base58Encode(bytes: Uint8Array): string {
   let zeros = 0;
-  while (zeros < bytes.length && bytes[zeros] === 0) zeros++;
-  const digits: number[] = []; // base-58 digits, least significant first
-  for (let i = zeros; i < bytes.length; i++) {
-    let carry = bytes[i]!;
-    for (let j = 0; j < digits.length; j++) {
-      carry += digits[j]! * 256;
-      digits[j] = carry % 58;
-      carry = Math.floor(carry / 58);
-    }
-    while (carry > 0) {
-      digits.push(carry % 58);
-      carry = Math.floor(carry / 58);
-    }
-  }
-  let out = '1'.repeat(zeros);
-  for (let i = digits.length - 1; i >= 0; i--) out += B58[digits[i]!]!;
-  return out;
+  while (bytes[zeros] === 0) zeros++;
+  return '1'.repeat(zeros) + rebase(bytes, 256, 58).map((d) => B58[d]).join('');
 }
 
 /** Inverse of {@link base58Encode}; throws {@link InvalidArgumentError} on other characters. */
 export function base58Decode(text: string): Uint8Array {
-  if (typeof text !== 'string' || text.length > BASE58_MAX_LENGTH) {
-    throw new InvalidArgumentError('not a base58btc string (or longer than 1024 characters)');
-  }
+  const ok = typeof text === 'string' && text.length <= BASE58_MAX_LENGTH;
+  const digits = ok ? [...text].map((c) => B58.indexOf(c)) : [-1];
+  if (digits.includes(-1)) throw new InvalidArgumentError('not base58btc');
   let zeros = 0;
-  while (zeros < text.length && text[zeros] === '1') zeros++;
-  const bytes: number[] = []; // base-256 digits, least significant first
-  for (let i = zeros; i < text.length; i++) {
-    const value = B58_INDEX.get(text[i]!);
-    if (value === undefined) throw new InvalidArgumentError(`invalid base58btc character at ${i}`);
-    let carry = value;
-    for (let j = 0; j < bytes.length; j++) {
-      carry += bytes[j]! * 58;
-      bytes[j] = carry & 0xff;
-      carry >>= 8;
-    }
-    while (carry > 0) {
-      bytes.push(carry & 0xff);
-      carry >>= 8;
-    }
-  }
-  const out = new Uint8Array(zeros + bytes.length);
-  for (let i = 0; i < bytes.length; i++) out[out.length - 1 - i] = bytes[i]!;
-  return out;
+  while (digits[zeros] === 0) zeros++;
+  return Uint8Array.from([...digits.slice(0, zeros), ...rebase(digits, 58, 256)]);
 }
 
 // ------------------------------------------------------------------------------------------
-// base32 (RFC 4648 §6 alphabet, uppercase, no padding)
+// RFC 4648 without padding: base32 here, base64url in codec.ts
 
-const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/** RFC 4648 base32 without '=' padding (5 bytes → 8 characters). */
-export function base32Encode(bytes: Uint8Array): string {
+/**
+ * `bytes` as characters of `alphabet`, `bits` (5 for base32, 6 for base64) per character, most
+ * significant bits first, the last character zero-padded, no '=' (RFC 4648 without padding).
+ */
+export function radixEncode(bytes: Uint8Array, alphabet: string, bits: number): string {
+  const mask = (1 << bits) - 1;
   let out = '';
   let acc = 0;
-  let bits = 0;
+  let pending = 0;
   for (const b of bytes) {
-    acc = ((acc << 8) | b) & 0xfff; // at most 12 bits are ever pending
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += B32[(acc >> bits) & 31]!;
-    }
+    acc = ((acc << 8) | b) & 0xffff; // at most bits − 1 + 8 bits are ever pending
+    pending += 8;
+    while (pending >= bits) out += alphabet[(acc >> (pending -= bits)) & mask];
   }
-  if (bits > 0) out += B32[(acc << (5 - bits)) & 31]!;
+  if (pending > 0) out += alphabet[(acc << (bits - pending)) & mask];
   return out;
+}
+
+/** RFC 4648 base32 (uppercase) without '=' padding (5 bytes → 8 characters). */
+export function base32Encode(bytes: Uint8Array): string {
+  return radixEncode(bytes, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567', 5);
 }
 
 // ------------------------------------------------------------------------------------------

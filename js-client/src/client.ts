@@ -17,9 +17,8 @@ import {
   type ResumeOutcome,
   type ServerMessage,
   isNoisePayload,
-  isStreamName,
 } from './codec.js';
-import { Connection, type GlueberryClientOptions } from './connection.js';
+import { Connection, DEFAULT_STREAMS, type GlueberryClientOptions } from './connection.js';
 import {
   GatewayError,
   type GlueberryError,
@@ -28,7 +27,6 @@ import {
   LimitExceededError,
   ProtocolError,
 } from './errors.js';
-import { MAX_NAME_BYTES } from './handshake.js';
 import { isPeerId } from './identity.js';
 import { Session, type SessionBounds, type SessionHost } from './session.js';
 
@@ -52,8 +50,10 @@ const CLOSE_TIMEOUT = 5000;
 /** `send()` resolves once the socket buffers at most this much. */
 const HIGH_WATER = 1 << 20;
 
-export class GlueberryClient extends Connection {
-  readonly #host: SessionHost;
+export class GlueberryClient extends Connection implements SessionHost {
+  /** @internal */ readonly _streams: ReadonlySet<string>;
+  /** @internal */ readonly _handshakeName: string;
+  /** @internal */ readonly _bounds: SessionBounds;
   readonly #sessions = new Map<number, Session>();
   /** Sessions ended here whose end the gateway has not confirmed: what still comes for them is dropped. */
   readonly #ghosts = new Set<number>();
@@ -71,27 +71,10 @@ export class GlueberryClient extends Connection {
   }
 
   private constructor(url: string, options: GlueberryClientOptions) {
-    super(url, options);
-    const streams = options.streams ?? ['chat'];
-    if (!Array.isArray(streams) || !streams.every((s) => isStreamName(s) && s !== 'handshake')) {
-      throw new InvalidArgumentError("streams: names of 1–64 letters, digits, '-' or '_' (not 'handshake')");
-    }
-    const handshakeName = options.handshakeName ?? '';
-    if (new TextEncoder().encode(handshakeName).length > MAX_NAME_BYTES) {
-      throw new InvalidArgumentError(`handshakeName: at most ${MAX_NAME_BYTES} bytes of UTF-8`);
-    }
-    this.#host = {
-      identity: options.identity,
-      streams: new Set(streams),
-      handshakeName,
-      bounds: { ...DEFAULT_BOUNDS, ...options.bounds },
-      ready: () => this._usable(),
-      maxFrameBytes: () => this._limits.maxFrameBytes,
-      send: (frame) => this._send(frame),
-      drained: () => this.#drained(),
-      requestClose: (session) => this.#requestClose(session),
-      ended: (session, atGateway) => this.#ended(session, atGateway),
-    };
+    super(url, options); // checks the options
+    this._streams = new Set(options.streams ?? DEFAULT_STREAMS);
+    this._handshakeName = options.handshakeName ?? '';
+    this._bounds = { ...DEFAULT_BOUNDS, ...options.bounds };
   }
 
   /** The sessions that are open or resuming. */
@@ -104,17 +87,17 @@ export class GlueberryClient extends Connection {
    * handshake is done. Rejects with a GatewayError (4100 unknown, 4101 not allowed, 4102
    * unavailable, …), a KeyMismatchError, or a TimeoutError. While resuming, the open waits.
    */
-  open(backend: string, options: OpenOptions = {}): Promise<Session> {
-    if (this.state === 'closed') return Promise.reject(new InvalidStateError('the client is closed'));
-    if (typeof backend !== 'string' || backend.length === 0 || backend.length > MAX_NAME_CHARS) {
-      return Promise.reject(new InvalidArgumentError(`backend: a name or peer ID of 1–${MAX_NAME_CHARS} characters`));
+  async open(backend: string, options: OpenOptions = {}): Promise<Session> {
+    if (this.state === 'closed') throw new InvalidStateError('client closed');
+    if (typeof backend !== 'string' || !backend || backend.length > MAX_NAME_CHARS) {
+      throw new InvalidArgumentError('bad backend name');
     }
     const number = this.#allocate();
-    if (number === undefined) return Promise.reject(new LimitExceededError('every session number is in use'));
+    if (number === undefined) throw new LimitExceededError('too many sessions');
     const listed = this.backends.find((b) => b.name === backend || b.peerId === backend);
     const expected = listed?.peerId ?? (isPeerId(backend) ? backend : undefined);
     return new Promise((resolve, reject) => {
-      const session = new Session(this.#host, number, backend, expected, options.timeout ?? 30000, resolve, reject);
+      const session = new Session(this, number, backend, expected, options.timeout ?? 30000, resolve, reject);
       this.#sessions.set(number, session);
       if (this._usable()) this.#sendOpen(session);
     });
@@ -153,10 +136,16 @@ export class GlueberryClient extends Connection {
     }
   }
 
+  /** The id of the `open` request of `session` that waits for its answer, if any (ids are ≥ 1). */
+  #openRequest(session: Session | undefined): number | undefined {
+    for (const [id, request] of this._requests) if (request.kind === 'open' && request.session === session) return id;
+    return undefined;
+  }
+
   /** Close a session the gateway has but nobody here wants. */
-  #closeGhost(number: number): void {
+  #closeGhost(number: number, done?: () => void): void {
     this.#ghosts.add(number);
-    this.#sendClose(number);
+    this.#sendClose(number, done);
   }
 
   // ---- from the gateway ---------------------------------------------------------------------
@@ -164,46 +153,36 @@ export class GlueberryClient extends Connection {
   /** @internal */
   protected _control(message: ServerMessage): void {
     if (message.type === 'opened') {
-      const request = this._requests.get(message.id);
-      this._requests.delete(message.id);
-      const session = request?.kind === 'open' ? request.session : undefined;
+      const session = this._take(message.id, 'open')?.session;
       if (
-        session === undefined ||
-        session.id !== message.session ||
+        session?.id !== message.session ||
         this.#sessions.get(session.id) !== session ||
         session._phase !== 'opening'
       ) {
         return this.#closeGhost(message.session); // given up meanwhile
       }
-      const expected = session._expectedPeer;
+      const expected = session._peerId;
       if (expected !== undefined && expected !== message.peerId) {
-        this.#closeGhost(session.id);
-        const error = new GatewayError(
-          CloseCode.BackendUnknown,
-          `opened ${message.peerId}, but ${session.backend} is ${expected}`,
-          { session: session.id },
-        );
-        return session._end(error.code, error.message, error);
+        this.#closeGhost(session.id); // not the backend asked for
+        const error = new GatewayError(CloseCode.BackendUnknown, `opened ${message.peerId}`, { session: session.id });
+        return session._fail(error);
       }
       session._opened(message.peerId);
     } else if (message.type === 'sign') {
       const session = this.#sessions.get(message.session);
-      const opening = [...this._requests.values()].some((r) => r.kind === 'open' && r.session === session);
-      // §5.1: the page's key only ever vouches for a libp2p Noise static key
-      const ok = opening && isNoisePayload(message.payload) && session!._maySign();
+      // §5.1: the page's key only ever vouches for a libp2p Noise static key, of a session being opened
+      const ok = this.#openRequest(session) && isNoisePayload(message.payload) && session!._maySign();
       this._send(
         ok
           ? { type: 'signature', id: message.id, signature: this._identity.sign(message.payload) }
           : { type: 'sign_refused', id: message.id },
       );
     } else if (message.type === 'closed') {
-      const request = message.id === undefined ? undefined : this._requests.get(message.id);
-      if (request?.kind === 'close') {
-        this._requests.delete(message.id!);
-        this.#ghosts.delete(message.session);
-        request.done();
-      } else if (!this.#ghosts.delete(message.session))
+      const request = this._take(message.id, 'close');
+      if (!this.#ghosts.delete(message.session) && !request) {
         this.#sessions.get(message.session)?._end(message.code, message.message);
+      }
+      request?.done();
     } else if (message.type !== 'stream_closed') {
       // stream_closed: the backend ended its side; a later frame opens a new stream (§5.3)
       throw new ProtocolError(`unexpected ${message.type}`);
@@ -212,14 +191,10 @@ export class GlueberryClient extends Connection {
 
   /** @internal */
   protected _sessionError(message: Extract<ServerMessage, { type: 'error' }>, error: GatewayError): boolean {
-    const request = message.id === undefined ? undefined : this._requests.get(message.id);
-    if (request?.kind === 'open' || request?.kind === 'close') {
-      this._requests.delete(message.id!);
-      if (request.kind === 'close') request.done();
-      else if (this.#sessions.get(request.session.id) === request.session)
-        request.session._end(error.code, error.message, error);
-      return true;
-    }
+    const request = this._take(message.id, 'open', 'close');
+    if (request?.kind === 'close') request.done();
+    else if (request && this.#sessions.get(request.session.id) === request.session) request.session._fail(error);
+    if (request) return true;
     if (message.session === undefined || message.code < 4100) return false;
     if (!this.#ghosts.delete(message.session)) this.#sessions.get(message.session)?._error(error);
     return true;
@@ -236,8 +211,7 @@ export class GlueberryClient extends Connection {
   protected _resumeCounts(): Record<string, number> {
     const counts: Record<string, number> = {};
     for (const session of this.#sessions.values()) {
-      const received = session._received;
-      if (received !== undefined) counts[session.id] = received;
+      if (session._attached) counts[session.id] = session._received;
     }
     return counts;
   }
@@ -270,7 +244,8 @@ export class GlueberryClient extends Connection {
 
   // ---- session host -------------------------------------------------------------------------
 
-  #drained(): Promise<void> {
+  /** @internal */
+  _drained(): Promise<void> {
     return new Promise((resolve) => {
       const check = (): void => {
         if (!this._usable() || this._bufferedAmount() <= HIGH_WATER) resolve();
@@ -280,26 +255,28 @@ export class GlueberryClient extends Connection {
     });
   }
 
-  #requestClose(session: Session): Promise<void> {
-    if (!this._usable() || !session._attached) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, CLOSE_TIMEOUT);
-      this.#ghosts.add(session.id); // whatever comes for it now is not for the session
-      this.#sendClose(session.id, () => {
-        clearTimeout(timer);
-        resolve();
+  /** @internal */
+  async _requestClose(session: Session): Promise<void> {
+    if (this._usable() && session._attached) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, CLOSE_TIMEOUT);
+        // whatever comes for it now is not for the session
+        this.#closeGhost(session.id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
-    });
+    }
   }
 
-  #ended(session: Session, atGateway: boolean): void {
+  /** @internal */
+  _ended(session: Session, atGateway: boolean): void {
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
     if (!atGateway || !this._usable()) return;
-    for (const [id, request] of this._requests) {
-      if (request.kind === 'open' && request.session === session) {
-        this._requests.delete(id); // its opened or error is then for a ghost
-        this.#ghosts.add(session.id);
-      }
+    const id = this.#openRequest(session);
+    if (id) {
+      this._requests.delete(id); // its opened or error is then for a ghost
+      this.#ghosts.add(session.id);
     }
     if (session._attached && !this.#ghosts.has(session.id)) this.#closeGhost(session.id);
   }

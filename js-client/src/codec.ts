@@ -6,8 +6,12 @@
  * Data is a binary frame: `01 ‖ session (u16 BE) ‖ n (u8) ‖ stream name (n) ‖ payload` (§5.2).
  * Every decoder bounds its input and throws {@link ProtocolError} with the close code to use
  * (4000 malformed, 4001 version, 4009 too big, 4108 bad stream name). Nothing here does I/O.
+ *
+ * Server messages are checked against a table: one {@link Field} check per wire field, and the
+ * decoded message carries the camelCase names (`expires_in` → `expiresIn`).
  */
 
+import { concatBytes, radixEncode, utf8Encode } from './bytes.js';
 import { CloseCode } from './codes.js';
 import { InvalidArgumentError, ProtocolError } from './errors.js';
 import { isPeerId } from './identity.js';
@@ -29,25 +33,18 @@ type Json = Record<string, unknown>;
 const violation = (message: string, code: number = CloseCode.ProtocolError): ProtocolError =>
   new ProtocolError(message, code);
 
+/** Throw the ProtocolError (4000) for a field or part that is malformed: `bad <what>`. */
+function fail(what: string): never {
+  throw violation(`bad ${what}`);
+}
+
 // ------------------------------------------------------------------------------------------
 // base64url (RFC 4648 §5), no padding
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-const B64_INDEX = new Map<string, number>([...B64].map((c, i) => [c, i]));
 
 export function b64urlEncode(bytes: Uint8Array): string {
-  let out = '';
-  let i = 0;
-  for (; i + 2 < bytes.length; i += 3) {
-    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += B64[n >> 18]! + B64[(n >> 12) & 63]! + B64[(n >> 6) & 63]! + B64[n & 63]!;
-  }
-  const rest = bytes.length - i;
-  if (rest > 0) {
-    const n = (bytes[i]! << 16) | (rest === 2 ? bytes[i + 1]! << 8 : 0);
-    out += B64[n >> 18]! + B64[(n >> 12) & 63]! + (rest === 2 ? B64[(n >> 6) & 63]! : '');
-  }
-  return out;
+  return radixEncode(bytes, B64, 6);
 }
 
 /**
@@ -55,26 +52,11 @@ export function b64urlEncode(bytes: Uint8Array): string {
  * required; `maxSize`: a bound on the decoded length. Throws {@link ProtocolError} (4000).
  */
 export function b64urlDecode(value: unknown, what: string, size?: number, maxSize = 4096): Uint8Array {
-  if (typeof value !== 'string' || value.length > Math.ceil((maxSize * 4) / 3) || value.length % 4 === 1) {
-    throw violation(`${what}: expected a base64url string`);
-  }
-  const out = new Uint8Array((value.length * 3) >> 2);
-  let acc = 0;
-  let bits = 0;
-  let pos = 0;
-  for (const c of value) {
-    const v = B64_INDEX.get(c);
-    if (v === undefined) throw violation(`${what}: not base64url`);
-    acc = ((acc << 6) | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[pos++] = (acc >> bits) & 0xff;
-    }
-  }
-  if (size !== undefined && out.length !== size) {
-    throw violation(`${what}: expected ${size} bytes, got ${out.length}`);
-  }
+  const ok = typeof value === 'string' && value.length <= Math.ceil((maxSize * 4) / 3) && value.length % 4 !== 1;
+  if (!ok || !/^[\w-]*$/.test(value)) fail(what);
+  // atob (forgiving-base64) takes the standard alphabet, and no padding is fine
+  const out = Uint8Array.from(atob(value.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  if (size !== undefined && out.length !== size) fail(what);
   return out;
 }
 
@@ -97,85 +79,102 @@ export interface DataFrame {
 
 /** `01 ‖ session ‖ len ‖ name ‖ payload`. Throws {@link ProtocolError} for a bad session or name. */
 export function encodeDataFrame(session: number, stream: string, payload: Uint8Array): Uint8Array {
-  if (!Number.isInteger(session) || session < 1 || session > MAX_SESSION) throw violation(`bad session ${session}`);
+  if (!Number.isInteger(session) || session < 1 || session > MAX_SESSION) fail('session');
   if (!isStreamName(stream)) throw violation('bad stream name', CloseCode.InvalidStream);
-  const n = stream.length;
-  const frame = new Uint8Array(DATA_HEADER + n + payload.length);
-  frame[0] = DATA_KIND;
-  frame[1] = session >> 8;
-  frame[2] = session & 0xff;
-  frame[3] = n;
-  for (let i = 0; i < n; i++) frame[DATA_HEADER + i] = stream.charCodeAt(i);
-  frame.set(payload, DATA_HEADER + n);
-  return frame;
+  const header = Uint8Array.of(DATA_KIND, session >> 8, session & 0xff, stream.length, ...utf8Encode(stream));
+  return concatBytes(header, payload);
 }
 
 /** Parse a binary frame; the payload is a view into `data`. */
 export function decodeDataFrame(data: Uint8Array, maxBytes: number): DataFrame {
-  if (data.length > maxBytes) throw violation(`data frame over ${maxBytes} bytes`, CloseCode.MessageTooBig);
-  if (data.length < DATA_HEADER) throw violation('data frame shorter than its header');
-  if (data[0] !== DATA_KIND) throw violation(`unknown binary frame kind ${data[0]}`);
+  if (data.length > maxBytes) throw violation('message too big', CloseCode.MessageTooBig);
   const session = (data[1]! << 8) | data[2]!;
-  if (session === 0) throw violation('session 0 does not exist');
-  const end = DATA_HEADER + data[3]!;
-  if (end === DATA_HEADER || data.length < end) throw violation('data frame truncated inside the stream name');
+  const end = DATA_HEADER + data[3]!; // NaN when the header is cut short
+  // another kind, session 0, no name, or shorter than its header and name
+  if (data[0] !== DATA_KIND || !session || end === DATA_HEADER || !(data.length >= end)) fail('data frame');
   const stream = String.fromCharCode(...data.subarray(DATA_HEADER, end));
-  if (!isStreamName(stream)) throw violation('invalid stream name in a data frame', CloseCode.InvalidStream);
+  if (!isStreamName(stream)) throw violation('bad stream name', CloseCode.InvalidStream);
   return { session, stream, payload: data.subarray(end) };
 }
 
 // ------------------------------------------------------------------------------------------
-// field checks
+// field checks: each takes the field's value and its name for the error, and returns the value
+
+/** Checks one field (`what` names it in the error) and returns its decoded value. */
+type Field = (value: unknown, what: string) => unknown;
+type Fields = Record<string, Field>;
 
 function parse(text: string, maxBytes: number): Json {
-  if (typeof text !== 'string') throw violation('control message must be text');
-  if (text.length > maxBytes) throw violation(`control message over ${maxBytes} bytes`, CloseCode.MessageTooBig);
+  if (typeof text === 'string' && text.length > maxBytes) {
+    throw violation('message too big', CloseCode.MessageTooBig);
+  }
   let obj: unknown;
   try {
-    obj = JSON.parse(text);
+    obj = typeof text === 'string' && JSON.parse(text);
   } catch {
-    throw violation('control message is not JSON');
+    // not JSON: refused below, as anything but an object
   }
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || typeof (obj as Json).type !== 'string') {
-    throw violation("control message must be an object with a 'type'");
-  }
-  return obj as Json;
+  return object(obj, 'control message', true);
 }
 
-function int(obj: Json, key: string, low: number, high: number): number;
-function int(obj: Json, key: string, low: number, high: number, optional: true): number | undefined;
-function int(obj: Json, key: string, low: number, high: number, optional?: true): number | undefined {
-  const value = obj[key];
-  if (value === undefined && optional) return undefined;
-  if (!Number.isInteger(value) || (value as number) < low || (value as number) > high) {
-    throw violation(`${String(obj.type)}: '${key}' must be an integer in ${low}..${high}`);
-  }
-  return value as number;
+/** A JSON object (with a string `type` when `typed`). */
+function object(value: unknown, what: string, typed?: boolean): Json {
+  const ok = typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (!ok || (typed && typeof (value as Json).type !== 'string')) fail(what);
+  return value as Json;
 }
 
-function num(obj: Json, key: string): number {
-  const value = obj[key];
-  if (typeof value !== 'number' || !(value >= 0) || !Number.isFinite(value)) {
-    throw violation(`${String(obj.type)}: '${key}' must be a non-negative number`);
-  }
-  return value;
+/** A field that is valid when `ok(value)`, as it is. */
+const field =
+  (ok: (value: unknown) => boolean): Field =>
+  (value, what) =>
+    ok(value) ? value : fail(what);
+
+const int = (low: number, high: number): Field =>
+  field((value) => Number.isInteger(value) && (value as number) >= low && (value as number) <= high);
+
+/** A non-negative finite number. */
+const num = field((value) => typeof value === 'number' && value >= 0 && value < Infinity);
+
+/** A string of `min`..`max` chars; null or absent is `fallback` when one is given. */
+const str = (min: number, max: number, fallback?: string): Field => {
+  const check = field((value) => typeof value === 'string' && value.length >= min && value.length <= max);
+  return (value, what) => check(value ?? fallback, what);
+};
+
+/** Absent (undefined) is `fallback`; anything else must pass `check`. */
+const opt =
+  (check: Field, fallback?: unknown): Field =>
+  (value, what) =>
+    value === undefined ? fallback : check(value, what);
+
+const bytes =
+  (size?: number, maxSize?: number): Field =>
+  (value, what) =>
+    b64urlDecode(value, what, size, maxSize);
+
+const peer = field(isPeerId);
+
+const camel = (key: string): string => key.replace(/_(.)/g, (_, c: string) => c.toUpperCase());
+
+/** Check every field of `spec` in `obj`; the result has the keys renamed by `name`. */
+function fields(obj: Json, spec: Fields, what: string, name = camel): Json {
+  const out: Json = {};
+  for (const key in spec) out[name(key)] = spec[key]!(obj[key], `${what}.${key}`);
+  return out;
 }
 
-function str(obj: Json, key: string, maxChars: number, fallback?: string): string {
-  const value = obj[key] ?? fallback;
-  if (typeof value !== 'string' || value.length > maxChars) {
-    throw violation(`${String(obj.type)}: '${key}' must be a string of at most ${maxChars} chars`);
-  }
-  return value;
+/** The decoder of `type` in `table`, or a ProtocolError for an unknown type (§2). */
+function lookup<T>(table: Record<string, T>, type: string): T {
+  if (!Object.hasOwn(table, type)) fail(`type ${JSON.stringify(type.slice(0, 40))}`);
+  return table[type]!;
 }
 
-function peer(value: unknown, what: string): string {
-  if (!isPeerId(value)) throw violation(`${what} is not an Ed25519 peer ID`);
-  return value;
-}
-
-const id = (obj: Json): number => int(obj, 'id', 1, MAX_ID);
-const session = (obj: Json): number => int(obj, 'session', 1, MAX_SESSION);
+const ID = int(1, MAX_ID);
+const SESSION = int(1, MAX_SESSION);
+const CODE = int(1000, 4999);
+const MESSAGE = str(0, 4096, '');
+const EXPIRES_AT = { expires_at: num };
 
 // ------------------------------------------------------------------------------------------
 // gateway → client
@@ -193,12 +192,15 @@ export interface GatewayLimits {
   maxControlBytes: number;
 }
 
-export const DEFAULT_LIMITS: Readonly<GatewayLimits> = {
-  maxSessions: 16,
-  maxStreams: 16,
-  maxFrameBytes: (1 << 20) + 96,
-  maxControlBytes: 16384,
+const limit = (fallback: number): Field => opt(int(1, MAX_ID), fallback);
+/** `ready.limits`, each with its default (§7) when left out. */
+const LIMITS: Fields = {
+  max_sessions: limit(16),
+  max_streams: limit(16),
+  max_frame_bytes: limit((1 << 20) + 96),
+  max_control_bytes: limit(16384),
 };
+export const DEFAULT_LIMITS = fields({}, LIMITS, 'limits') as unknown as Readonly<GatewayLimits>;
 
 export type ResumeOutcome = { recovered: true; received: number } | { recovered: false };
 
@@ -224,120 +226,63 @@ export type ServerMessage =
   | { type: 'drain'; reconnectAfterMs: number };
 
 const MAX_BACKENDS = 1024;
+/** A session number as a JSON object key. */
+const SESSION_KEY = /^\d{1,5}$/;
+const isSessionKey = (key: string): boolean => SESSION_KEY.test(key) && +key >= 1 && +key <= MAX_SESSION;
+
+const BACKEND: Fields = { name: str(0, MAX_NAME_CHARS), peer_id: peer };
+
+const RECEIVED = int(0, Number.MAX_SAFE_INTEGER);
+
+/** `ready.resumed`: `{"<session>": {recovered: true, received} | {recovered: false}}`, or null. */
+const resumed: Field = (value, what) => {
+  if (value === undefined || value === null) return undefined;
+  const entries = Object.entries(object(value, what));
+  if (entries.length > MAX_SESSION) fail(what);
+  return new Map(
+    entries.map(([key, raw]) => {
+      const { recovered, received } = object(raw, what);
+      if (!isSessionKey(key) || typeof recovered !== 'boolean') fail(what);
+      return [+key, recovered ? { recovered, received: RECEIVED(received, what) } : { recovered }];
+    }),
+  );
+};
+
+const SERVER: Record<string, Fields> = {
+  challenge: { nonce: bytes(32), gateway: str(1, 255), expires_in: num },
+  ready: {
+    peer_id: peer,
+    // returned as sent: 24 bytes are exactly 32 characters, so the string is canonical
+    resume_token: (value, what) => (bytes(24)(value, what), value),
+    resume_grace: opt(num, 30),
+    backends: (value, what) => {
+      value ??= [];
+      if (!Array.isArray(value) || value.length > MAX_BACKENDS) fail(what);
+      return (value as unknown[]).map((raw) => fields(object(raw, what), BACKEND, what));
+    },
+    limits: (value, what) => fields(object(value ?? {}, what), LIMITS, what),
+    resumed,
+  },
+  opened: { id: ID, session: SESSION, backend: str(0, MAX_NAME_CHARS, ''), peer_id: peer },
+  sign: { id: ID, session: SESSION, payload: bytes(undefined, 1024) },
+  closed: { session: SESSION, code: CODE, message: MESSAGE, id: opt(ID) },
+  stream_closed: { session: SESSION, stream: str(0, MAX_STREAM_NAME) },
+  error: { code: CODE, message: MESSAGE, id: opt(ID), session: opt(SESSION) },
+  pong: { id: ID },
+  refreshed: { id: ID, ...EXPIRES_AT },
+  token_expiring: EXPIRES_AT,
+  drain: { reconnect_after_ms: int(0, MAX_ID) },
+};
 
 /** Parse and check one control message from the gateway. Unknown types are a protocol error (§2). */
 export function decodeServerMessage(text: string, maxBytes = 1 << 20): ServerMessage {
   const obj = parse(text, maxBytes);
   const type = obj.type as string;
-  switch (type) {
-    case 'challenge':
-      if (obj.version !== PROTOCOL_VERSION)
-        throw violation('challenge version must be 1', CloseCode.UnsupportedVersion);
-      return {
-        type,
-        nonce: b64urlDecode(obj.nonce, 'nonce', 32),
-        gateway: nonEmpty(obj, 'gateway', 255),
-        expiresIn: num(obj, 'expires_in'),
-      };
-    case 'ready':
-      return decodeReady(obj);
-    case 'opened':
-      return {
-        type,
-        id: id(obj),
-        session: session(obj),
-        backend: str(obj, 'backend', MAX_NAME_CHARS, ''),
-        peerId: peer(obj.peer_id, 'opened.peer_id'),
-      };
-    case 'sign':
-      return {
-        type,
-        id: id(obj),
-        session: session(obj),
-        payload: b64urlDecode(obj.payload, 'sign.payload', undefined, 1024),
-      };
-    case 'closed':
-      return {
-        type,
-        session: session(obj),
-        code: int(obj, 'code', 1000, 4999),
-        message: str(obj, 'message', 4096, ''),
-        id: int(obj, 'id', 1, MAX_ID, true),
-      };
-    case 'stream_closed':
-      return { type, session: session(obj), stream: str(obj, 'stream', MAX_STREAM_NAME) };
-    case 'error':
-      return {
-        type,
-        code: int(obj, 'code', 1000, 4999),
-        message: str(obj, 'message', 4096, ''),
-        id: int(obj, 'id', 1, MAX_ID, true),
-        session: int(obj, 'session', 1, MAX_SESSION, true),
-      };
-    case 'pong':
-      return { type, id: id(obj) };
-    case 'refreshed':
-      return { type, id: id(obj), expiresAt: num(obj, 'expires_at') };
-    case 'token_expiring':
-      return { type, expiresAt: num(obj, 'expires_at') };
-    case 'drain':
-      return { type, reconnectAfterMs: int(obj, 'reconnect_after_ms', 0, MAX_ID) };
-    default:
-      throw violation(`unknown message type ${JSON.stringify(type.slice(0, 40))}`);
+  const spec = lookup(SERVER, type);
+  if (type === 'challenge' && obj.version !== PROTOCOL_VERSION) {
+    throw violation('bad version', CloseCode.UnsupportedVersion);
   }
-}
-
-function object(value: unknown, what: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw violation(`${what} must be an object`);
-  return value as Json;
-}
-
-function decodeReady(obj: Json): ServerMessage {
-  const token = b64urlDecode(obj.resume_token, 'resume_token', 24);
-  const rawBackends = obj.backends ?? [];
-  if (!Array.isArray(rawBackends) || rawBackends.length > MAX_BACKENDS) {
-    throw violation(`ready.backends must be a list of at most ${MAX_BACKENDS}`);
-  }
-  const backends = rawBackends.map((raw: unknown) => {
-    const item: Json = { ...object(raw, 'ready.backends[]'), type: 'ready.backends' };
-    return { name: str(item, 'name', MAX_NAME_CHARS), peerId: peer(item.peer_id, 'ready.backends[].peer_id') };
-  });
-  const rawLimits: Json = { ...object(obj.limits ?? {}, 'ready.limits'), type: 'ready.limits' };
-  const limit = (key: string, fallback: number): number => int(rawLimits, key, 1, MAX_ID, true) ?? fallback;
-  const limits: GatewayLimits = {
-    maxSessions: limit('max_sessions', DEFAULT_LIMITS.maxSessions),
-    maxStreams: limit('max_streams', DEFAULT_LIMITS.maxStreams),
-    maxFrameBytes: limit('max_frame_bytes', DEFAULT_LIMITS.maxFrameBytes),
-    maxControlBytes: limit('max_control_bytes', DEFAULT_LIMITS.maxControlBytes),
-  };
-  let resumed: Map<number, ResumeOutcome> | undefined;
-  if (obj.resumed !== undefined && obj.resumed !== null) {
-    resumed = new Map();
-    const entries = Object.entries(object(obj.resumed, 'ready.resumed'));
-    if (entries.length > MAX_SESSION) throw violation('ready.resumed is too long');
-    for (const [key, raw] of entries) {
-      const number = Number(key);
-      const entry: Json = { ...object(raw, 'ready.resumed entry'), type: 'ready.resumed' };
-      if (!/^\d{1,5}$/.test(key) || number < 1 || number > MAX_SESSION || typeof entry.recovered !== 'boolean') {
-        throw violation('ready.resumed maps session numbers to {recovered, received}');
-      }
-      resumed.set(
-        number,
-        entry.recovered
-          ? { recovered: true, received: int(entry, 'received', 0, Number.MAX_SAFE_INTEGER) }
-          : { recovered: false },
-      );
-    }
-  }
-  return {
-    type: 'ready',
-    peerId: peer(obj.peer_id, 'ready.peer_id'),
-    resumeToken: b64urlEncode(token),
-    resumeGrace: obj.resume_grace === undefined ? 30 : num(obj, 'resume_grace'),
-    backends,
-    limits,
-    resumed,
-  };
+  return { type, ...fields(obj, spec, type) } as ServerMessage;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -377,63 +322,43 @@ export function encodeClientMessage(message: ClientMessage): string {
 export function decodeClientMessage(text: string, maxBytes = 16384, maxSessions = 64): ClientMessage {
   const obj = parse(text, maxBytes);
   const type = obj.type as string;
-  switch (type) {
-    case 'auth': {
-      if (obj.version !== PROTOCOL_VERSION) throw violation('version must be 1', CloseCode.UnsupportedVersion);
-      const token = obj.token ?? undefined;
-      if (token !== undefined && (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS)) {
-        throw violation(`token must be a string of at most ${MAX_TOKEN_CHARS} chars`, CloseCode.TokenInvalid);
-      }
-      let resume: ResumeRequest | undefined;
-      if (obj.resume !== undefined && obj.resume !== null) {
-        const raw = object(obj.resume, "'resume'");
-        b64urlDecode(raw.token, 'resume.token', 24);
-        const sessions = object(raw.sessions ?? {}, "'resume.sessions'");
-        const entries = Object.entries(sessions);
-        const ok = entries.every(
-          ([k, v]) =>
-            /^\d{1,5}$/.test(k) &&
-            Number(k) >= 1 &&
-            Number(k) <= MAX_SESSION &&
-            Number.isSafeInteger(v) &&
-            (v as number) >= 0,
-        );
-        if (entries.length > maxSessions || !ok) throw violation("'resume.sessions' maps session numbers to counts");
-        resume = { token: raw.token as string, sessions: sessions as Record<string, number> };
-      }
-      return {
-        type,
-        version: PROTOCOL_VERSION,
-        public_key: b64urlDecode(obj.public_key, 'public_key', 32),
-        signature: b64urlDecode(obj.signature, 'signature', 64),
-        token,
-        resume,
-      };
+  const signature = bytes(64);
+  // built here, not at the top, so that the browser bundle (which never decodes these) drops it
+  const spec = lookup<Fields>(
+    {
+      auth: { public_key: bytes(32), signature },
+      open: { id: ID, session: SESSION, backend: str(1, MAX_NAME_CHARS) },
+      signature: { id: ID, signature },
+      sign_refused: { id: ID },
+      close: { id: ID, session: SESSION },
+      refresh: { id: ID, token: str(1, MAX_TOKEN_CHARS) },
+      ping: { id: ID },
+    },
+    type,
+  );
+  let extra: Json = {};
+  if (type === 'auth') {
+    if (obj.version !== PROTOCOL_VERSION) throw violation('bad version', CloseCode.UnsupportedVersion);
+    const token = obj.token ?? undefined;
+    if (token !== undefined && (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS)) {
+      throw violation(`token must be a string of at most ${MAX_TOKEN_CHARS} chars`, CloseCode.TokenInvalid);
     }
-    case 'open':
-      if ('addrs' in obj || 'addr' in obj || 'multiaddrs' in obj) {
-        throw violation('the gateway dials configured backends only, never addresses', CloseCode.BackendUnknown);
-      }
-      return { type, id: id(obj), session: session(obj), backend: nonEmpty(obj, 'backend', MAX_NAME_CHARS) };
-    case 'signature':
-      return { type, id: id(obj), signature: b64urlDecode(obj.signature, 'signature', 64) };
-    case 'sign_refused':
-      return { type, id: id(obj) };
-    case 'close':
-      return { type, id: id(obj), session: session(obj) };
-    case 'refresh':
-      return { type, id: id(obj), token: nonEmpty(obj, 'token', MAX_TOKEN_CHARS) };
-    case 'ping':
-      return { type, id: id(obj) };
-    default:
-      throw violation(`unknown message type ${JSON.stringify(type.slice(0, 40))}`);
+    let resume: ResumeRequest | undefined;
+    if (obj.resume !== undefined && obj.resume !== null) {
+      const raw = object(obj.resume, 'auth.resume');
+      b64urlDecode(raw.token, 'auth.resume.token', 24);
+      const sessions = object(raw.sessions ?? {}, 'auth.resume.sessions');
+      const entries = Object.entries(sessions);
+      const ok = entries.every(([k, v]) => isSessionKey(k) && Number.isSafeInteger(v) && (v as number) >= 0);
+      if (entries.length > maxSessions || !ok) fail('auth.resume.sessions');
+      resume = { token: raw.token as string, sessions: sessions as Record<string, number> };
+    }
+    extra = { version: PROTOCOL_VERSION, token, resume };
   }
-}
-
-function nonEmpty(obj: Json, key: string, maxChars: number): string {
-  const value = str(obj, key, maxChars);
-  if (value === '') throw violation(`'${key}' must be a non-empty string`);
-  return value;
+  if (type === 'open' && ('addrs' in obj || 'addr' in obj || 'multiaddrs' in obj)) {
+    throw violation('the gateway dials configured backends only, never addresses', CloseCode.BackendUnknown);
+  }
+  return { type, ...fields(obj, spec, type, (key) => key), ...extra } as ClientMessage;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -442,23 +367,28 @@ function nonEmpty(obj: Json, key: string, maxChars: number): string {
 export const AUTH_LABEL = 'glueberry-gateway-auth-v1\0';
 export const NOISE_PREFIX = 'noise-libp2p-static-key:';
 
-function ascii(text: string, what: string): number[] {
-  const codes = [...text].map((c) => c.charCodeAt(0));
-  if (codes.length > 255 || codes.some((c) => c > 127))
-    throw new InvalidArgumentError(`${what} must be at most 255 ASCII characters`);
-  return codes;
+/** `u8 len ‖ text` of at most 255 ASCII characters (InvalidArgumentError otherwise). */
+function lengthPrefixed(text: string): number[] {
+  const bytes = utf8Encode(text); // as long as the text only when it is ASCII
+  if (bytes.length > 255 || bytes.length !== text.length) {
+    throw new InvalidArgumentError('not 0-255 ASCII characters');
+  }
+  return [bytes.length, ...bytes];
 }
 
 /** `"glueberry-gateway-auth-v1" 0x00 ‖ u8 len ‖ gateway peer ID ‖ u8 len ‖ origin ‖ nonce`. */
 export function authMessage(gatewayPeerId: string, origin: string, nonce: Uint8Array): Uint8Array {
-  const gateway = ascii(gatewayPeerId, 'gateway peer ID');
-  const page = ascii(origin, 'origin');
-  return Uint8Array.from([...ascii(AUTH_LABEL, 'label'), gateway.length, ...gateway, page.length, ...page, ...nonce]);
+  return Uint8Array.from([
+    ...utf8Encode(AUTH_LABEL),
+    ...lengthPrefixed(gatewayPeerId),
+    ...lengthPrefixed(origin),
+    ...nonce,
+  ]);
 }
 
 /** The only thing a client signs for the gateway: `"noise-libp2p-static-key:"` ‖ a 32-byte key. */
 export function isNoisePayload(payload: Uint8Array): boolean {
   return (
-    payload.length === NOISE_PREFIX.length + 32 && [...NOISE_PREFIX].every((c, i) => payload[i] === c.charCodeAt(0))
+    payload.length === NOISE_PREFIX.length + 32 && String.fromCharCode(...payload.subarray(0, 24)) === NOISE_PREFIX
   );
 }

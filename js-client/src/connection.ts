@@ -9,6 +9,7 @@
  * 4005, 4007, 4009, and 4006 without `refreshToken`), or any failure of the first connect.
  */
 
+import { utf8Encode } from './bytes.js';
 import { CloseCode } from './codes.js';
 import {
   type BackendInfo,
@@ -16,21 +17,25 @@ import {
   DEFAULT_LIMITS,
   type DataFrame,
   type GatewayLimits,
+  HANDSHAKE_STREAM,
   MAX_ID,
   PROTOCOL_VERSION,
   type ResumeOutcome,
+  SUBPROTOCOL,
   type ServerMessage,
   authMessage,
   decodeDataFrame,
   decodeServerMessage,
   encodeClientMessage,
+  isStreamName,
 } from './codec.js';
 import { OVERHEAD } from './crypto.js';
 import { GatewayError, GlueberryError, InvalidArgumentError, LimitExceededError, ProtocolError } from './errors.js';
 import { Emitter } from './events.js';
+import { MAX_NAME_BYTES } from './handshake.js';
 import type { Identity } from './identity.js';
 import type { Session, SessionBounds } from './session.js';
-import { Transport, type WebSocketConstructor } from './transport.js';
+import { type Socket, type WebSocketConstructor, closeSocket, messageData, openSocket } from './transport.js';
 
 export type ClientState = 'connecting' | 'connected' | 'resuming' | 'offline' | 'closed';
 
@@ -76,18 +81,19 @@ export type Request =
   | { kind: 'close'; session: number; done: () => void }
   | { kind: 'refresh' | 'ping' };
 
-/** Closes after which trying again cannot help (our key, origin, token or protocol is refused). */
-const FATAL = new Set<number>([
-  CloseCode.ProtocolError,
-  CloseCode.UnsupportedVersion,
-  CloseCode.AuthFailed,
-  CloseCode.TokenInvalid,
-  CloseCode.OriginNotAllowed,
-  CloseCode.MessageTooBig,
-]);
+/**
+ * Closes after which trying again cannot help (our key, origin, token or protocol is refused):
+ * ProtocolError, UnsupportedVersion, AuthFailed, TokenInvalid, OriginNotAllowed, MessageTooBig.
+ */
+const FATAL = [4000, 4001, 4002, 4005, 4007, 4009];
 const MAX_REQUESTS = 256;
+/** `options.streams` by default. */
+export const DEFAULT_STREAMS = ['chat'];
 /** A default Go sender's largest encrypted frame with the data header and a 64-byte name. */
 const MAX_RECEIVE_BYTES = (1 << 20) + OVERHEAD + 4 + 64;
+
+/** Defined only in the browser bundle: see src/transport.ts. */
+declare const GLUEBERRY_BROWSER_BUNDLE: true;
 
 type Global = {
   addEventListener?: (type: string, listener: () => void) => void;
@@ -100,20 +106,20 @@ export abstract class Connection extends Emitter<ClientEvents> {
   readonly peerId: string;
   /** The page's fingerprint, for people to compare. */
   readonly fingerprint: string;
-  /** @internal */ protected readonly _identity: Identity;
+  /** @internal */ readonly _identity: Identity;
   /** @internal */ protected readonly _options: GlueberryClientOptions;
   /** @internal */ protected readonly _requests = new Map<number, Request>();
-  /** @internal */ protected _limits: GatewayLimits = DEFAULT_LIMITS;
-  readonly #url: string;
+  /** @internal */ _limits: GatewayLimits = DEFAULT_LIMITS;
   readonly #origin: string;
-  readonly #WebSocket: WebSocketConstructor;
+  /** A new socket to the gateway. */
+  readonly #socket: () => Socket;
   #token: string | undefined;
   #state: ClientState = 'connecting';
   #phase: 'socket' | 'challenge' | 'auth' | 'ready' = 'socket';
   #draining = false;
   #gatewayPeerId = '';
   #backends: BackendInfo[] = [];
-  #link: Transport | undefined;
+  #ws: Socket | undefined;
   #resumeSent = false;
   #resumeToken: string | undefined;
   #nextId = 1;
@@ -121,30 +127,35 @@ export abstract class Connection extends Emitter<ClientEvents> {
   #drainMs: number | undefined;
   #freshToken = false;
   #lastError: GatewayError | undefined;
+  /** The reconnect delay. */
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #attemptTimer: ReturnType<typeof setTimeout> | undefined;
-  #keepalive: ReturnType<typeof setInterval> | undefined;
+  /** The socket's: the deadline for `ready`, then the keepalive interval. */
+  #socketTimer: ReturnType<typeof setTimeout> | undefined;
   #silent = 0;
   #connected: { resolve: () => void; reject: (error: Error) => void } | undefined;
   readonly #online = (): void => {
-    if (this.#state === 'offline' && this.#link === undefined) this.#reconnectIn(0);
+    if (this.#state === 'offline' && !this.#ws) this.#reconnectIn(0);
   };
 
   /** @internal */
   protected constructor(url: string, options: GlueberryClientOptions) {
     super();
     const { identity } = options;
-    if (typeof identity?.sign !== 'function') throw new InvalidArgumentError('options.identity is required');
     const WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (WebSocket === undefined)
-      throw new InvalidArgumentError('no WebSocket: pass options.WebSocket (Node: the ws package)');
     const origin = options.origin ?? (globalThis as { location?: { origin?: string } }).location?.origin;
-    if (typeof origin !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(origin)) {
-      throw new InvalidArgumentError('origin must be 1–255 ASCII characters (options.origin outside browsers)');
-    }
-    this.#url = url;
-    this.#origin = origin;
-    this.#WebSocket = WebSocket;
+    const streams = options.streams ?? DEFAULT_STREAMS;
+    const valid: Record<string, boolean> = {
+      identity: typeof identity?.sign === 'function',
+      WebSocket: !!WebSocket, // outside browsers: the ws package
+      origin: typeof origin === 'string' && /^[\x21-\x7e]{1,255}$/.test(origin), // 1–255 ASCII, no spaces
+      // stream names (1–64 of A–Z a–z 0–9 - _), not the handshake's
+      streams: Array.isArray(streams) && streams.every((s) => isStreamName(s) && s !== HANDSHAKE_STREAM),
+      handshakeName: utf8Encode(options.handshakeName ?? '').length <= MAX_NAME_BYTES,
+    };
+    const bad = Object.keys(valid).find((key) => !valid[key]);
+    if (bad) throw new InvalidArgumentError(`options.${bad} is missing or invalid`);
+    this.#origin = origin!;
+    this.#socket = () => openSocket(url, WebSocket!, options.origin);
     this.#token = options.token;
     this._identity = identity;
     this._options = options;
@@ -182,28 +193,45 @@ export abstract class Connection extends Emitter<ClientEvents> {
   }
 
   /** @internal Authenticated and not draining: requests and frames may go out. */
-  protected _usable(): boolean {
+  _usable(): boolean {
     return this.#phase === 'ready' && !this.#draining;
   }
 
   /** @internal */
-  protected _send(message: ClientMessage | Uint8Array): void {
-    this.#link?.send(message instanceof Uint8Array ? message : encodeClientMessage(message));
+  _send(message: ClientMessage | Uint8Array): void {
+    try {
+      this.#ws?.send(message instanceof Uint8Array ? message : encodeClientMessage(message));
+    } catch {
+      this.#drop(1006, 'send failed');
+    }
   }
 
   /** @internal */
   protected _bufferedAmount(): number {
-    return this.#link?.bufferedAmount ?? 0;
+    return this.#ws?.bufferedAmount ?? 0;
   }
 
   /** @internal A new request id (LimitExceededError when too many wait). */
   protected _request(request: Request): number {
-    if (this._requests.size >= MAX_REQUESTS) throw new LimitExceededError('too many requests waiting for the gateway');
-    while (this._requests.has(this.#nextId)) this.#nextId = (this.#nextId % MAX_ID) + 1;
-    const id = this.#nextId;
-    this.#nextId = (id % MAX_ID) + 1;
+    if (this._requests.size >= MAX_REQUESTS) throw new LimitExceededError('too many requests waiting');
+    let id;
+    do {
+      id = this.#nextId;
+      this.#nextId = (id % MAX_ID) + 1;
+    } while (this._requests.has(id));
     this._requests.set(id, request);
     return id;
+  }
+
+  /** @internal The request `id` (if any), removed, when it is of one of `kinds`. */
+  protected _take<K extends Request['kind']>(
+    id: number | undefined,
+    ...kinds: K[]
+  ): Extract<Request, { kind: K }> | undefined {
+    const request = this._requests.get(id!);
+    if (!request || !kinds.includes(request.kind as K)) return undefined;
+    this._requests.delete(id!);
+    return request as Extract<Request, { kind: K }>;
   }
 
   /** @internal `resume.sessions` for the next auth: frames received per session the gateway holds. */
@@ -228,31 +256,48 @@ export abstract class Connection extends Emitter<ClientEvents> {
     this.#phase = 'socket';
     this.#draining = false;
     this.#resumeSent = false;
-    let transport: Transport;
+    let ws: Socket;
     try {
-      transport = new Transport(this.#url, this.#WebSocket, this._options.origin, {
-        open: () => {
-          if (this.#link === transport) this.#phase = 'challenge';
-        },
-        text: (text) => this.#link === transport && this.#received(text),
-        binary: (data) => this.#link === transport && this.#received(data),
-        close: (code, reason) => this.#link === transport && this.#dropped(code, reason),
-      });
+      ws = this.#socket();
     } catch (cause) {
-      const message = `cannot open a WebSocket to ${this.#url}`;
-      return this.#dropped(1006, message, new GatewayError(1006, message, { cause }));
+      const error = new GatewayError(1006, 'cannot open a WebSocket', { cause });
+      return this.#dropped(1006, error.message, error);
     }
-    this.#link = transport;
-    this.#attemptTimer = setTimeout(
-      () => this.#abandon('no ready from the gateway in time'),
+    // events of a socket given up (closed here, or replaced) are ignored
+    ws.onopen = () => {
+      if (this.#ws !== ws) return;
+      if (ws.protocol === SUBPROTOCOL) this.#phase = 'challenge';
+      else this.#drop(CloseCode.UnsupportedVersion, 'subprotocol refused');
+    };
+    ws.onmessage = ({ data }) => {
+      const received = messageData(data);
+      if (this.#ws === ws && received !== undefined) this.#received(received);
+    };
+    ws.onclose = ({ code, reason }) => this.#ws === ws && this.#drop(code || 1006, reason || '');
+    this.#ws = ws;
+    this.#socketTimer = setTimeout(
+      () => this.#abandon('no ready in time'),
       this._options.connectTimeout ?? 15000,
     );
   }
 
   /** Give the socket up as if it dropped: not with 1000, so the gateway keeps the sessions. */
   #abandon(reason: string): void {
-    this.#link?.close(CloseCode.IdleTimeout, reason);
-    this.#dropped(1006, reason);
+    this.#drop(1006, reason, undefined, CloseCode.IdleTimeout);
+  }
+
+  /** Close the socket (with `sent`, default `code`) and carry on as after a drop with `code`. */
+  #drop(code: number, reason: string, error?: GlueberryError, sent = code): void {
+    closeSocket(this.#ws, sent, reason);
+    this.#dropped(code, reason, error);
+  }
+
+  /** Settle the first connect (`connect()`), if it is still waiting. */
+  #settle(error?: Error): void {
+    const connected = this.#connected;
+    this.#connected = undefined;
+    if (error) connected?.reject(error);
+    else connected?.resolve();
   }
 
   #setState(state: ClientState, code?: number): void {
@@ -266,39 +311,32 @@ export abstract class Connection extends Emitter<ClientEvents> {
     this.#silent = 0;
     try {
       if (typeof data === 'string') this.#dispatch(decodeServerMessage(data));
-      else if (this.#phase !== 'ready') throw new ProtocolError('data frame before ready');
+      else if (this.#phase !== 'ready') throw new ProtocolError('data before ready');
       else this._frame(decodeDataFrame(data, MAX_RECEIVE_BYTES));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      this.#link?.close(err.code, err.message);
-      this.#dropped(err.code, err.message, err);
+      this.#drop(err.code, err.message, err);
     }
   }
 
   #dispatch(message: ServerMessage): void {
     const { type } = message;
     if (type === 'error') {
-      const error = new GatewayError(
-        message.code,
-        message.message,
-        message.session === undefined ? undefined : { session: message.session },
-      );
-      const request = message.id === undefined ? undefined : this._requests.get(message.id);
-      if (request?.kind === 'refresh' || request?.kind === 'ping') {
-        this._requests.delete(message.id!);
+      const error = new GatewayError(message.code, message.message, message); // with its session, if any
+      const request = this._take(message.id, 'refresh', 'ping');
+      if (request) {
         if (request.kind === 'refresh') this.emit('error', { error });
       } else if (!this._sessionError(message, error)) this.#lastError = error; // the close follows
     } else if (type === 'drain') {
-      this.#drainMs = message.reconnectAfterMs;
-      this.emit('drain', { reconnectAfterMs: message.reconnectAfterMs });
+      this.emit('drain', { reconnectAfterMs: (this.#drainMs = message.reconnectAfterMs) });
       this.#draining = true; // the gateway stops reading: sends wait for the sessions to come back
       this.#setState('resuming', CloseCode.GoingAway);
       this._suspend();
     } else if (this.#phase === 'challenge' || this.#phase === 'socket') {
-      if (type !== 'challenge') throw new ProtocolError(`expected a challenge, got ${type}`);
+      if (type !== 'challenge') throw new ProtocolError(`unexpected ${type}`);
       this.#gatewayPeerId = message.gateway;
       const sessions = this._resumeCounts();
-      this.#resumeSent = this.#resumeToken !== undefined && Object.keys(sessions).length > 0;
+      this.#resumeSent = !!this.#resumeToken && Object.keys(sessions).length > 0;
       this._send({
         type: 'auth',
         version: PROTOCOL_VERSION,
@@ -309,21 +347,29 @@ export abstract class Connection extends Emitter<ClientEvents> {
       });
       this.#phase = 'auth';
     } else if (this.#phase === 'auth') {
-      if (type !== 'ready') throw new ProtocolError(`expected ready, got ${type}`);
-      if (message.peerId !== this.peerId) throw new ProtocolError(`ready names ${message.peerId}, not ${this.peerId}`);
-      clearTimeout(this.#attemptTimer);
+      if (type !== 'ready' || message.peerId !== this.peerId) throw new ProtocolError(`unexpected ${type}`);
       this.#backends = message.backends;
       this._limits = message.limits;
       this.#resumeToken = message.resumeToken;
       this.#phase = 'ready';
       this.#attempt = 0;
       this.#drainMs = this.#lastError = undefined;
+      clearTimeout(this.#socketTimer); // the deadline for ready
+      const interval = this._options.pingInterval ?? 25000;
+      if (interval > 0) {
+        this.#silent = 0;
+        // runs while the socket is ready (#detach stops it)
+        this.#socketTimer = setInterval(() => {
+          if (++this.#silent >= 3) return this.#abandon('no answer');
+          if (this._requests.size < MAX_REQUESTS) this._send({ type: 'ping', id: this._request({ kind: 'ping' }) });
+        }, interval);
+        if (typeof GLUEBERRY_BROWSER_BUNDLE === 'undefined') {
+          (this.#socketTimer as { unref?: () => void }).unref?.(); // Node: do not keep the process alive
+        }
+      }
       this.#setState('connected');
-      this.#startKeepalive();
       this._reattach(this.#resumeSent ? message.resumed : undefined);
-      const connected = this.#connected;
-      this.#connected = undefined;
-      connected?.resolve();
+      this.#settle();
     } else if (type === 'pong' || type === 'refreshed') this._requests.delete(message.id);
     else if (type === 'token_expiring') this.#refresh(false);
     else this._control(message);
@@ -331,7 +377,7 @@ export abstract class Connection extends Emitter<ClientEvents> {
 
   #refresh(reconnect: boolean): void {
     const refreshToken = this._options.refreshToken;
-    if (refreshToken === undefined) return;
+    if (!refreshToken) return;
     refreshToken().then(
       (token) => {
         this.#token = token;
@@ -348,56 +394,44 @@ export abstract class Connection extends Emitter<ClientEvents> {
     );
   }
 
-  #startKeepalive(): void {
-    clearInterval(this.#keepalive);
-    const interval = this._options.pingInterval ?? 25000;
-    if (interval <= 0) return;
-    this.#silent = 0;
-    this.#keepalive = setInterval(() => {
-      if (this.#phase !== 'ready') return;
-      if (++this.#silent >= 3) return this.#abandon('no answer from the gateway');
-      if (this._requests.size < MAX_REQUESTS) this._send({ type: 'ping', id: this._request({ kind: 'ping' }) });
-    }, interval);
-    (this.#keepalive as { unref?: () => void }).unref?.(); // Node: do not keep the process alive
-  }
-
   // ---- drops, reconnects, the end -------------------------------------------------------------
 
   #dropped(code: number, reason: string, error?: GlueberryError): void {
     if (this.#state === 'closed') return;
     const reached = this.#phase !== 'socket'; // the WebSocket had opened
-    this.#link = undefined;
-    this.#phase = 'socket';
-    clearTimeout(this.#attemptTimer);
-    clearInterval(this.#keepalive);
-    for (const request of this._requests.values()) if (request.kind === 'close') request.done();
-    this._requests.clear();
-    reason ||= this.#lastError?.message || 'the gateway socket closed';
-    const failure = error ?? this.#lastError ?? new GatewayError(code, reason);
+    const last = this.#lastError; // an `error` the close came after
     this.#lastError = undefined;
-    const canRefresh = this._options.refreshToken !== undefined;
-    const fatal = FATAL.has(code) || (code === CloseCode.TokenExpired && !canRefresh);
-    if (this.#connected !== undefined || this._options.reconnect === false || fatal)
-      return this.#finish(code, reason, failure);
+    this.#detach();
+    reason ||= last?.message || 'the gateway socket closed';
+    const options = this._options;
+    const fatal = FATAL.includes(code) || (code === CloseCode.TokenExpired && !options.refreshToken);
+    if (this.#connected || options.reconnect === false || fatal) {
+      return this.#finish(code, reason, error ?? last ?? new GatewayError(code, reason));
+    }
     if (code === CloseCode.ResumeFailed) this.#resumeToken = undefined; // come back without resume
     this.#freshToken = code === CloseCode.TokenExpired;
     this.#setState(reached ? 'resuming' : 'offline', code);
     this._suspend();
-    const drain = this.#drainMs;
+    // doubling up to the maximum (2 ** a large count is Infinity, and the minimum is the maximum)
+    const delay = Math.min(options.maxReconnectDelay ?? 10000, (options.reconnectDelay ?? 250) * 2 ** this.#attempt++);
+    this.#reconnectIn(this.#drainMs ?? delay * (0.5 + Math.random() / 2)); // jittered to 50–100 %
     this.#drainMs = undefined;
-    const options = this._options;
-    const base = Math.min(
-      options.maxReconnectDelay ?? 10000,
-      (options.reconnectDelay ?? 250) * 2 ** Math.min(this.#attempt++, 30),
-    );
-    this.#reconnectIn(drain ?? base * (0.5 + Math.random() / 2));
+  }
+
+  /** Forget the socket, its timers and the requests on it (a `close` one is done: no answer comes). */
+  #detach(): void {
+    this.#ws = undefined;
+    this.#phase = 'socket';
+    clearInterval(this.#socketTimer); // either kind: timeouts and intervals share their ids
+    for (const request of this._requests.values()) if (request.kind === 'close') request.done();
+    this._requests.clear();
   }
 
   #reconnectIn(ms: number): void {
     clearTimeout(this.#timer);
     global.addEventListener?.('online', this.#online); // browsers: try at once when back online
     this.#timer = setTimeout(() => {
-      if (this.#state === 'closed' || this.#link !== undefined) return;
+      if (this.#state === 'closed' || this.#ws !== undefined) return;
       if (this.#freshToken) this.#refresh(true);
       else this.#open();
     }, ms);
@@ -406,19 +440,13 @@ export abstract class Connection extends Emitter<ClientEvents> {
   #finish(code: number, reason: string, error?: GlueberryError): void {
     if (this.#state === 'closed') return;
     clearTimeout(this.#timer);
-    clearTimeout(this.#attemptTimer);
-    clearInterval(this.#keepalive);
     global.removeEventListener?.('online', this.#online);
-    this.#link?.close(CloseCode.Normal, reason);
-    this.#link = undefined;
-    this.#phase = 'socket';
-    this._requests.clear();
-    this._endAll(code, reason || 'the client closed', error);
+    closeSocket(this.#ws, CloseCode.Normal, reason);
+    this.#detach();
+    this._endAll(code, reason, error);
     this.#setState('closed', code);
     if (error !== undefined) this.emit('error', { error });
     this.emit('closed', { code, reason });
-    const connected = this.#connected;
-    this.#connected = undefined;
-    connected?.reject(error ?? new GatewayError(code, reason));
+    this.#settle(error ?? new GatewayError(code, reason));
   }
 }

@@ -33,7 +33,7 @@ export class GlueberryError extends Error {
   readonly code: string | number;
 
   constructor(message: string, code: string | number = 'glueberry', options?: GlueberryErrorOptions) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(message, options); // Error takes `cause` from it
     // Set explicitly in every class: minifiers rename classes, so `new.target.name` is unreliable.
     this.name = 'GlueberryError';
     this.code = code;
@@ -144,7 +144,7 @@ export class LimitExceededError extends GlueberryError {
 /** Options of {@link GatewayError}. */
 export interface GatewayErrorOptions extends GlueberryErrorOptions {
   /** The session the error is about, if any. */
-  session?: number;
+  session?: number | undefined;
 }
 
 /**

@@ -7,28 +7,24 @@
 export type Listener<T> = (event: T) => void;
 
 export class Emitter<Events extends object> {
-  readonly #listeners = new Map<keyof Events, Set<Listener<never>>>();
+  readonly #listeners: { [K in keyof Events]?: Set<Listener<Events[K]>> } = {};
 
   on<K extends keyof Events>(name: K, listener: Listener<Events[K]>): () => void {
-    let set = this.#listeners.get(name);
-    if (set === undefined) this.#listeners.set(name, (set = new Set()));
-    set.add(listener);
+    (this.#listeners[name] ??= new Set()).add(listener);
     return () => this.off(name, listener);
   }
 
   off<K extends keyof Events>(name: K, listener: Listener<Events[K]>): void {
-    this.#listeners.get(name)?.delete(listener);
+    this.#listeners[name]?.delete(listener);
   }
 
   /** Number of listeners for `name`. */
   listenerCount(name: keyof Events): number {
-    return this.#listeners.get(name)?.size ?? 0;
+    return this.#listeners[name]?.size ?? 0;
   }
 
   protected emit<K extends keyof Events>(name: K, event: Events[K]): void {
-    const set = this.#listeners.get(name) as Set<Listener<Events[K]>> | undefined;
-    if (set === undefined) return;
-    for (const listener of [...set]) {
+    for (const listener of [...(this.#listeners[name] ?? [])]) {
       try {
         listener(event);
       } catch (err) {

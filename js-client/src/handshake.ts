@@ -36,19 +36,13 @@ export type HandshakeMessage =
 
 function checkName(name: string): Uint8Array {
   const bytes = utf8Encode(name);
-  if (bytes.length > MAX_NAME_BYTES) {
-    throw new InvalidArgumentError(`handshake name is ${bytes.length} bytes of UTF-8, at most ${MAX_NAME_BYTES}`);
-  }
+  if (bytes.length > MAX_NAME_BYTES) throw new InvalidArgumentError('handshake name over 64 bytes');
   return bytes;
 }
 
 /** `01 ‖ UTF-8 name` (at most 64 bytes; {@link InvalidArgumentError} otherwise). */
 export function encodeHello(name = ''): Uint8Array {
-  const bytes = checkName(name);
-  const out = new Uint8Array(1 + bytes.length);
-  out[0] = HELLO;
-  out.set(bytes, 1);
-  return out;
+  return Uint8Array.of(HELLO, ...checkName(name));
 }
 
 /** `02 ‖ 32-byte Ed25519 public key`. */
@@ -56,10 +50,7 @@ export function encodePubKey(publicKey: Uint8Array): Uint8Array {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) {
     throw new InvalidArgumentError('Ed25519 public key must be 32 bytes');
   }
-  const out = new Uint8Array(33);
-  out[0] = PUBKEY;
-  out.set(publicKey, 1);
-  return out;
+  return Uint8Array.of(PUBKEY, ...publicKey);
 }
 
 /** `03`. */
@@ -73,24 +64,14 @@ export function encodeComplete(): Uint8Array {
  * or bytes after Complete. A name that is not valid UTF-8 is decoded with U+FFFD replacements.
  */
 export function decodeHandshakeMessage(message: Uint8Array): HandshakeMessage {
+  const type = message[0];
   const body = message.subarray(1);
-  switch (message[0]) {
-    case HELLO: {
-      if (body.length > MAX_NAME_BYTES) throw new HandshakeError(`Hello name of ${body.length} bytes (max 64)`);
-      // Lenient like Go (which never checks the bytes): malformed UTF-8 becomes U+FFFD, not an error.
-      return { type: 'hello', name: lenientUtf8.decode(body) };
-    }
-    case PUBKEY:
-      if (body.length !== 32) throw new HandshakeError(`PubKey carries ${body.length} bytes, expected 32`);
-      return { type: 'pubkey', publicKey: body.slice() };
-    case COMPLETE:
-      if (body.length !== 0) throw new HandshakeError('Complete carries unexpected bytes');
-      return { type: 'complete' };
-    case undefined:
-      throw new HandshakeError('empty handshake message');
-    default:
-      throw new HandshakeError(`unknown handshake message type 0x${message[0].toString(16).padStart(2, '0')}`);
-  }
+  const n = body.length;
+  // Lenient like Go (which never checks the bytes): a malformed UTF-8 name gets U+FFFD, not an error.
+  if (type === HELLO && n <= MAX_NAME_BYTES) return { type: 'hello', name: lenientUtf8.decode(body) };
+  if (type === PUBKEY && n === 32) return { type: 'pubkey', publicKey: body.slice() };
+  if (type === COMPLETE && !n) return { type: 'complete' };
+  throw new HandshakeError(`bad handshake message of type ${type}`);
 }
 
 export type HandshakeEvent =
@@ -137,9 +118,8 @@ export class HelloHandshake {
   readonly expectedPeerId: string;
   readonly #identity: Identity;
   readonly #name: string;
-  #helloSent = false;
-  #pubKeySent = false;
-  #completeSent = false;
+  /** Our Hello and PubKey went out. */
+  #introduced = false;
   #completeReceived = false;
   #peerName: string | undefined;
   #cipher: StreamCipher | undefined;
@@ -148,10 +128,10 @@ export class HelloHandshake {
 
   constructor(options: HelloHandshakeOptions) {
     publicKeyFromPeerId(options.expectedPeerId); // InvalidPeerIdError unless a 12D3KooW… ID
-    checkName(options.name ?? '');
+    this.#name = options.name ?? '';
+    checkName(this.#name);
     this.#identity = options.identity;
     this.expectedPeerId = options.expectedPeerId;
-    this.#name = options.name ?? '';
     this.initiator = options.initiator;
   }
 
@@ -198,26 +178,19 @@ export class HelloHandshake {
    */
   markEstablishedByTraffic(): HandshakeEvent[] {
     this.#checkUsable();
-    if (this.#cipher === undefined) throw new InvalidStateError('handshake: no key prepared yet');
+    if (!this.#cipher) throw new InvalidStateError('handshake: no key yet');
     return this.#establish();
   }
 
   #checkUsable(): void {
-    if (this.#failed) throw new InvalidStateError('handshake failed earlier');
+    if (this.#failed) throw new InvalidStateError('handshake failed');
   }
 
-  /** Our Hello and PubKey, those not sent yet. */
+  /** Our Hello and PubKey, unless sent already. */
   #introduce(): Uint8Array[] {
-    const send: Uint8Array[] = [];
-    if (!this.#helloSent) {
-      send.push(encodeHello(this.#name));
-      this.#helloSent = true;
-    }
-    if (!this.#pubKeySent) {
-      send.push(encodePubKey(this.#identity.publicKey));
-      this.#pubKeySent = true;
-    }
-    return send;
+    if (this.#introduced) return [];
+    this.#introduced = true;
+    return [encodeHello(this.#name), encodePubKey(this.#identity.publicKey)];
   }
 
   #establish(): HandshakeEvent[] {
@@ -228,38 +201,28 @@ export class HelloHandshake {
 
   #receive(msg: HandshakeMessage): HandshakeStep {
     const events: HandshakeEvent[] = [];
-    switch (msg.type) {
-      case 'hello': {
-        if (this.#peerName === undefined) {
-          this.#peerName = msg.name;
-          events.push({ type: 'peerName', name: msg.name });
-        }
-        return { send: this.#introduce(), events };
+    let send: Uint8Array[] = [];
+    if (msg.type === 'hello') {
+      if (this.#peerName === undefined) events.push({ type: 'peerName', name: (this.#peerName = msg.name) });
+      send = this.#introduce();
+    } else if (msg.type === 'complete') {
+      this.#completeReceived = true;
+    } else {
+      const { publicKey } = msg;
+      const peerId = peerIdFromPublicKey(publicKey);
+      if (peerId !== this.expectedPeerId) {
+        throw new KeyMismatchError(`key of ${peerId}, expected ${this.expectedPeerId}`);
       }
-      case 'pubkey': {
-        if (peerIdFromPublicKey(msg.publicKey) !== this.expectedPeerId) {
-          throw new KeyMismatchError(
-            `peer sent the key of ${peerIdFromPublicKey(msg.publicKey)}, expected ${this.expectedPeerId}`,
-          );
-        }
-        if (this.#cipher !== undefined) return { send: [], events }; // duplicate: same key (checked above)
-        const cipher = this.#identity.streamCipher(msg.publicKey); // InvalidKeyError: low-order key
+      // a duplicate PubKey (the same key, checked above) changes nothing
+      if (!this.#cipher) {
+        const cipher = this.#identity.streamCipher(publicKey); // InvalidKeyError: low-order key
         this.#cipher = cipher;
-        // A peer that sent PubKey before our Hello/PubKey still needs ours, before Complete.
-        const send = this.#introduce();
-        events.push({ type: 'prepared', cipher, publicKey: msg.publicKey });
-        if (!this.#completeSent) {
-          send.push(encodeComplete());
-          this.#completeSent = true;
-        }
-        if (this.#completeReceived) events.push(...this.#establish());
-        return { send, events };
-      }
-      case 'complete': {
-        this.#completeReceived = true;
-        if (this.#cipher !== undefined) events.push(...this.#establish());
-        return { send: [], events };
+        // A peer that sent PubKey before our Hello/PubKey still needs ours, before Complete (sent once).
+        send = [...this.#introduce(), encodeComplete()];
+        events.push({ type: 'prepared', cipher, publicKey });
       }
     }
+    if (this.#cipher && this.#completeReceived) events.push(...this.#establish()); // once
+    return { send, events };
   }
 }

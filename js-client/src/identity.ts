@@ -8,11 +8,12 @@
  * Spec: libp2p/specs `peer-ids/peer-ids.md`.
  */
 
+// crypto.js first: the browser bundle (browser.ts) then holds all of @noble ahead of our code
+import { StreamCipher, checkLength, publicKeyFromSeed, randomBytes, seedFromPrivateKey, sharedKey } from './crypto.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { base32Encode, base58Decode, base58Encode, concatBytes, fromHex, toHex } from './bytes.js';
-import { StreamCipher, publicKeyFromSeed, randomBytes, seedFromPrivateKey, sharedKey } from './crypto.js';
-import { InvalidArgumentError, InvalidKeyError, InvalidPeerIdError } from './errors.js';
+import { InvalidArgumentError, InvalidPeerIdError } from './errors.js';
 
 /** Multihash identity (0x00), length 36 (0x24), protobuf `Type: Ed25519 (08 01)`, `Data: 32 bytes (12 20)`. */
 const ED25519_MULTIHASH_PREFIX = Uint8Array.of(0x00, 0x24, 0x08, 0x01, 0x12, 0x20);
@@ -20,11 +21,7 @@ const PEER_ID_BYTES = ED25519_MULTIHASH_PREFIX.length + 32;
 /** base58btc of a 38-byte multihash is at most 52 characters; anything longer is not one of ours. */
 const MAX_PEER_ID_LENGTH = 64;
 
-function checkPublicKey(publicKey: Uint8Array): void {
-  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) {
-    throw new InvalidKeyError('Ed25519 public key must be 32 bytes');
-  }
-}
+const checkPublicKey = (publicKey: Uint8Array): void => checkLength(publicKey, 32, 'Ed25519 public key');
 
 /** libp2p `PublicKey{Type: Ed25519, Data: key}`: `08 01 12 20 ‖ key`. */
 export function publicKeyToProtobuf(publicKey: Uint8Array): Uint8Array {
@@ -44,19 +41,15 @@ export function peerIdFromPublicKey(publicKey: Uint8Array): string {
 }
 
 function multihashFromPeerId(peerId: string): Uint8Array {
-  if (typeof peerId !== 'string' || peerId.length === 0 || peerId.length > MAX_PEER_ID_LENGTH) {
-    throw new InvalidPeerIdError(`not an Ed25519 peer ID: ${JSON.stringify(String(peerId).slice(0, 80))}`);
-  }
-  let raw: Uint8Array;
+  let raw: Uint8Array | undefined;
   try {
-    raw = base58Decode(peerId);
-  } catch (cause) {
-    throw new InvalidPeerIdError(`peer ID is not base58btc: ${JSON.stringify(peerId)}`, { cause });
+    if (peerId.length <= MAX_PEER_ID_LENGTH) raw = base58Decode(peerId);
+  } catch {
+    // not base58btc (or not a string): refused below
   }
-  const prefixOk = ED25519_MULTIHASH_PREFIX.every((b, i) => raw[i] === b);
-  if (raw.length !== PEER_ID_BYTES || !prefixOk) {
-    // e.g. "Qm…" (sha2-256 of an RSA key) or another key type: the key cannot be read from it
-    throw new InvalidPeerIdError(`not an Ed25519 (12D3KooW…) peer ID: ${JSON.stringify(peerId)}`);
+  // e.g. "Qm…" (sha2-256 of an RSA key) or another key type: the key cannot be read from it
+  if (raw?.length !== PEER_ID_BYTES || !ED25519_MULTIHASH_PREFIX.every((b, i) => raw[i] === b)) {
+    throw new InvalidPeerIdError(`not an Ed25519 peer ID: ${String(peerId).slice(0, 80)}`);
   }
   return raw;
 }
@@ -95,8 +88,7 @@ export function isPeerId(peerId: unknown): peerId is string {
  * matching by a brute-forced look-alike key.
  */
 export function fingerprint(peerId: string): string {
-  const text = base32Encode(sha256(multihashFromPeerId(peerId)).subarray(0, 10));
-  return [0, 4, 8, 12].map((i) => text.slice(i, i + 4)).join('-');
+  return base32Encode(sha256(multihashFromPeerId(peerId)).subarray(0, 10)).match(/.{4}/g)!.join('-');
 }
 
 /** Verify an Ed25519 signature (RFC 8032 strict decoding, as Go's `crypto/ed25519`); never throws. */
@@ -139,9 +131,7 @@ export class Identity {
 
   /** The identity of a 32-byte Ed25519 seed (RFC 8032 private key). The bytes are copied. */
   static fromSeed(seed: Uint8Array): Identity {
-    if (!(seed instanceof Uint8Array) || seed.length !== 32) {
-      throw new InvalidKeyError('Ed25519 seed must be 32 bytes');
-    }
+    checkLength(seed, 32, 'Ed25519 seed');
     return new Identity(seed.slice());
   }
 
@@ -152,8 +142,8 @@ export class Identity {
 
   /** Inverse of {@link export}. */
   static fromExport(data: IdentityExport): Identity {
-    if (typeof data !== 'object' || data === null || typeof data.seed !== 'string' || data.seed.length !== 64) {
-      throw new InvalidArgumentError('identity export must be { seed: <64 hex characters> }');
+    if (typeof data?.seed !== 'string' || data.seed.length !== 64) {
+      throw new InvalidArgumentError('bad identity export');
     }
     return new Identity(fromHex(data.seed));
   }

@@ -1,22 +1,23 @@
 /**
  * The messages of a session held for async iteration (or until its first `message` listener):
  * bounded, shared by all its iterators (each message goes to one of them), ended with the session.
+ * Internal (session.ts only): its members are `_`-prefixed, which the browser bundle shortens.
  */
 export class Inbox<T> {
   readonly #items: T[] = [];
   readonly #wake: (() => void)[] = [];
   #ended = false;
   /** Iterators in use. */
-  iterators = 0;
+  _iterators = 0;
 
   constructor(readonly bound: number) {}
 
-  get length(): number {
+  get _length(): number {
     return this.#items.length;
   }
 
   /** Add `item`; false when the oldest item was dropped to make room. */
-  push(item: T): boolean {
+  _push(item: T): boolean {
     const room = this.#items.length < this.bound;
     if (!room) this.#items.shift();
     this.#items.push(item);
@@ -25,23 +26,23 @@ export class Inbox<T> {
   }
 
   /** Everything held, removed. */
-  take(): T[] {
+  _take(): T[] {
     return this.#items.splice(0);
   }
 
   /** No more items will come: iterators finish once the held ones are taken. */
-  end(): void {
+  _end(): void {
     this.#ended = true;
     this.#notify();
   }
 
-  iterator(): AsyncIterator<T> {
-    this.iterators++;
+  _iterator(): AsyncIterator<T> {
+    this._iterators++;
     let done = false;
     const finish = (): IteratorReturnResult<undefined> => {
       if (!done) {
         done = true;
-        this.iterators--;
+        this._iterators--;
       }
       return { done: true, value: undefined };
     };
@@ -49,7 +50,7 @@ export class Inbox<T> {
       next: async () => {
         for (;;) {
           if (done) return finish();
-          if (this.#items.length > 0) return { done: false, value: this.#items.shift()! };
+          if (this.#items.length) return { done: false, value: this.#items.shift()! };
           if (this.#ended) return finish();
           await new Promise<void>((wake) => this.#wake.push(wake));
         }

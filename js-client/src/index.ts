@@ -4,10 +4,133 @@
  * cryptography, framing and the application handshake, byte-compatible with Go Glueberry
  * (docs/spec/PROTOCOL.md). Node-only extras (a file identity store) are in `@glueberry/client/node`.
  *
- * Everything of the browser bundle (browser.ts), plus the libp2p stream framing (PROTOCOL.md §6).
+ * The public API of the browser bundle (browser.ts) plus the building blocks: the gateway codec
+ * and codes, the Glueberry stream cryptography, the application handshake, byte helpers and the
+ * libp2p stream framing (PROTOCOL.md §6).
  */
 
-export * from './browser.js';
+export {
+  GlueberryClient,
+  type ClientState,
+  type ClientEvents,
+  type GlueberryClientOptions,
+  type OpenOptions,
+} from './client.js';
+
+export { Session, type SessionState, type SessionMessage, type SessionEvents, type SessionBounds } from './session.js';
+
+export { CloseCode, isSocketLevel } from './codes.js';
+
+export {
+  SUBPROTOCOL,
+  PROTOCOL_VERSION,
+  authMessage,
+  isNoisePayload,
+  b64urlEncode,
+  b64urlDecode,
+  encodeDataFrame,
+  decodeDataFrame,
+  decodeServerMessage,
+  encodeClientMessage,
+  type BackendInfo,
+  type GatewayLimits,
+  type DataFrame,
+  type ServerMessage,
+  type ClientMessage,
+  type ResumeOutcome,
+  type ResumeRequest,
+} from './codec.js';
+
+export { Emitter, type Listener } from './events.js';
+export type { WebSocketConstructor } from './transport.js';
+
+export {
+  GlueberryError,
+  InvalidArgumentError,
+  InvalidStateError,
+  InvalidKeyError,
+  InvalidPeerIdError,
+  DecryptionError,
+  FramingError,
+  FrameTooLargeError,
+  HandshakeError,
+  KeyMismatchError,
+  IdentityStoreError,
+  TimeoutError,
+  LimitExceededError,
+  GatewayError,
+  ProtocolError,
+  type GlueberryErrorOptions,
+  type GatewayErrorOptions,
+  type FramingErrorOptions,
+} from './errors.js';
+
+export {
+  toHex,
+  fromHex,
+  utf8Encode,
+  utf8Decode,
+  concatBytes,
+  equalBytes,
+  base58Encode,
+  base58Decode,
+  base32Encode,
+} from './bytes.js';
+
+export {
+  KEY_SIZE,
+  NONCE_SIZE,
+  TAG_SIZE,
+  OVERHEAD,
+  MAX_MESSAGE_SIZE,
+  HKDF_INFO,
+  publicKeyFromSeed,
+  seedFromPrivateKey,
+  edPrivateToX25519,
+  edPublicToX25519,
+  x25519SharedSecret,
+  deriveStreamKey,
+  sharedKey,
+  randomBytes,
+  StreamCipher,
+} from './crypto.js';
+
+export {
+  Identity,
+  publicKeyToProtobuf,
+  peerIdMultihash,
+  peerIdFromPublicKey,
+  publicKeyFromPeerId,
+  isPeerId,
+  fingerprint,
+  verifySignature,
+  type IdentityExport,
+} from './identity.js';
+
+export {
+  MemoryIdentityStore,
+  IndexedDbIdentityStore,
+  loadOrCreateIdentity,
+  type IdentityStore,
+  type IndexedDbIdentityStoreOptions,
+} from './store.js';
+
+export {
+  HELLO,
+  PUBKEY,
+  COMPLETE,
+  MAX_NAME_BYTES,
+  encodeHello,
+  encodePubKey,
+  encodeComplete,
+  decodeHandshakeMessage,
+  HelloHandshake,
+  type HandshakeMessage,
+  type HandshakeEvent,
+  type HandshakeStep,
+  type HandshakeState,
+  type HelloHandshakeOptions,
+} from './handshake.js';
 
 export { encodeUvarint, decodeUvarint, uvarintLength, MAX_UVARINT_BYTES, type Uvarint } from './bytes.js';
 export { GO_MAX_FRAME_SIZE, outerLength, frameHeader, encodeFrame, FrameDecoder } from './framing.js';

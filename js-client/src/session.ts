@@ -15,7 +15,7 @@
 
 import { utf8Encode } from './bytes.js';
 import { CloseCode } from './codes.js';
-import { HANDSHAKE_STREAM, encodeDataFrame, isStreamName } from './codec.js';
+import { type GatewayLimits, HANDSHAKE_STREAM, encodeDataFrame } from './codec.js';
 import { MAX_MESSAGE_SIZE, type StreamCipher } from './crypto.js';
 import {
   GatewayError,
@@ -63,22 +63,23 @@ export interface SessionBounds {
   heldFrames: number;
 }
 
-/** @internal What a session needs from its client. */
+/** @internal What a session needs from its client (GlueberryClient's internal members). */
 export interface SessionHost {
-  readonly identity: Identity;
-  readonly streams: ReadonlySet<string>;
-  readonly handshakeName: string;
-  readonly bounds: SessionBounds;
-  /** The socket is authenticated: frames can go out. */
-  ready(): boolean;
-  maxFrameBytes(): number;
-  send(frame: Uint8Array): void;
+  readonly _identity: Identity;
+  readonly _streams: ReadonlySet<string>;
+  readonly _handshakeName: string;
+  readonly _bounds: SessionBounds;
+  /** `maxFrameBytes`: the largest data frame the gateway takes. */
+  readonly _limits: GatewayLimits;
+  /** The socket is authenticated (and not draining): frames can go out. */
+  _usable(): boolean;
+  _send(frame: Uint8Array): void;
   /** Resolves once the socket's send buffer is low again (back-pressure for `send`). */
-  drained(): Promise<void>;
+  _drained(): Promise<void>;
   /** Ask the gateway to close the session (§5.4); resolves on its answer or when it cannot come. */
-  requestClose(session: Session): Promise<void>;
+  _requestClose(session: Session): Promise<void>;
   /** The session is over: forget it; with `atGateway`, make sure the gateway closes it too. */
-  ended(session: Session, atGateway: boolean): void;
+  _ended(session: Session, atGateway: boolean): void;
 }
 
 type Phase = 'opening' | 'handshaking' | 'open' | 'closed';
@@ -115,16 +116,21 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
   /** The backend name or peer ID it was opened with. */
   readonly backend: string;
   readonly #host: SessionHost;
-  #peerId: string;
-  #pinned: boolean;
+  /**
+   * @internal The backend's peer ID: the one `opened` must name (the listed backend's, or the one
+   * of a first open), then the one it named.
+   */
+  _peerId: string | undefined;
   #peerName: string | undefined;
   #state: SessionState = 'resuming';
-  #phase: Phase = 'opening';
-  #everOpen = false;
-  #attached = false;
+  /** @internal */
+  _phase: Phase = 'opening';
+  /** @internal The gateway holds this session (opened, not known to be closed). */
+  _attached = false;
   #handshake: HelloHandshake | undefined;
   #cipher: StreamCipher | undefined;
-  #received = 0;
+  /** @internal The resume count (§6): data frames received since the gateway opened the session. */
+  _received = 0;
   #sent = 0;
   #outbox: Uint8Array[] = [];
   #outboxBytes = 0;
@@ -150,24 +156,23 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     this.#host = host;
     this.id = id;
     this.backend = backend;
-    this.#peerId = expectedPeer ?? '';
-    this.#pinned = expectedPeer !== undefined;
+    this._peerId = expectedPeer;
     const timer = setTimeout(
-      () => this.#fail(new TimeoutError(`no session with ${backend} within ${timeoutMs} ms`)),
+      () => this._fail(new TimeoutError('open timed out')),
       timeoutMs,
     );
     this.#open = { resolve, reject, timer };
-    this.#inbox = new Inbox(host.bounds.inbox);
+    this.#inbox = new Inbox(host._bounds.inbox);
   }
 
   /** The backend's peer ID (as the gateway reported it and the handshake proved). */
   get peerId(): string {
-    return this.#peerId;
+    return this._peerId ?? '';
   }
 
   /** The backend's fingerprint, for people to compare (`XXXX-XXXX-XXXX-XXXX`). */
   get fingerprint(): string {
-    return fingerprint(this.#peerId);
+    return fingerprint(this.peerId);
   }
 
   /** The name from the backend's Hello. */
@@ -184,55 +189,45 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
    * `streams`. Resolves once handed to the socket; while the socket is resuming the send waits
    * in a bounded queue ({@link LimitExceededError} when full) and goes out in order after.
    */
-  send(stream: string, data: Uint8Array | string): Promise<void> {
-    if (this.#phase === 'closed') return Promise.reject(new InvalidStateError(`session ${this.id} is closed`));
-    if (!isStreamName(stream) || !this.#host.streams.has(stream)) {
-      return Promise.reject(
-        new InvalidArgumentError(`stream ${JSON.stringify(stream)} is not one of [${[...this.#host.streams]}]`),
-      );
-    }
+  async send(stream: string, data: Uint8Array | string): Promise<void> {
+    if (this._phase === 'closed') throw new InvalidStateError('session closed');
     const bytes = typeof data === 'string' ? utf8Encode(data) : data;
-    if (!(bytes instanceof Uint8Array) || bytes.length > MAX_MESSAGE_SIZE) {
-      return Promise.reject(
-        new InvalidArgumentError(`data must be a string or Uint8Array of at most ${MAX_MESSAGE_SIZE} bytes`),
-      );
+    if (!this.#host._streams.has(stream) || !(bytes instanceof Uint8Array) || bytes.length > MAX_MESSAGE_SIZE) {
+      // a stream not in options.streams, or not a string or Uint8Array of at most 1 MiB
+      throw new InvalidArgumentError('bad stream or data');
     }
-    if (this.#sendable() && this.#pending.length === 0) {
-      try {
-        this.#sendFrame(stream, this.#cipher!.encrypt(bytes));
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-      return this.#host.drained();
+    if (this.#sendable() && !this.#pending.length) {
+      this.#sendFrame(stream, this.#cipher!.encrypt(bytes));
+      return this.#host._drained();
     }
-    const bounds = this.#host.bounds;
+    const bounds = this.#host._bounds;
     if (this.#pending.length >= bounds.pendingSends || this.#pendingBytes + bytes.length > bounds.pendingBytes) {
-      return Promise.reject(new LimitExceededError(`session ${this.id}: too many sends waiting for the gateway`));
+      throw new LimitExceededError('too many sends waiting');
     }
     return new Promise((resolve, reject) => {
-      this.#pending.push({ stream, data: typeof data === 'string' ? bytes : bytes.slice(), resolve, reject });
+      this.#pending.push({ stream, data: bytes.slice(), resolve, reject }); // a copy: the caller may reuse its array
       this.#pendingBytes += bytes.length;
     });
   }
 
   /** Close the session (the gateway closes the backend connection); idempotent. */
-  close(): Promise<void> {
-    if (this.#phase === 'closed') return Promise.resolve();
-    this.#closing ??= this.#host.requestClose(this).then(() => this._end(CloseCode.Normal, 'closed'));
-    return this.#closing;
+  async close(): Promise<void> {
+    if (this._phase !== 'closed') {
+      await (this.#closing ??= this.#host._requestClose(this).then(() => this._end(CloseCode.Normal, 'closed')));
+    }
   }
 
   /** Messages until the session closes (several iterators share them). */
   [Symbol.asyncIterator](): AsyncIterator<SessionMessage> {
-    return this.#inbox.iterator();
+    return this.#inbox._iterator();
   }
 
   /** As {@link Emitter.on}; a first `message` listener also gets the messages held so far. */
   override on<K extends keyof SessionEvents>(name: K, listener: Listener<SessionEvents[K]>): () => void {
     const off = super.on(name, listener);
-    if (name === 'message' && this.#inbox.iterators === 0 && this.#inbox.length > 0) {
+    if (name === 'message' && !this.#inbox._iterators && this.#inbox._length) {
       queueMicrotask(() => {
-        if (this.#inbox.iterators === 0) for (const item of this.#inbox.take()) this.emit('message', item);
+        if (this.#inbox._iterators === 0) for (const item of this.#inbox._take()) this.emit('message', item);
       });
     }
     return off;
@@ -242,7 +237,7 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
 
   /** @internal Listed in `client.sessions`: `open()` resolved and not closed. */
   get _visible(): boolean {
-    return this.#open === undefined && this.#phase !== 'closed';
+    return this.#open === undefined && this._phase !== 'closed';
   }
 
   /** @internal An `error` notice about this session that leaves it open (e.g. 4105). */
@@ -250,69 +245,47 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     this.emit('error', { error });
   }
 
-  /** @internal */
-  get _phase(): Phase {
-    return this.#phase;
-  }
-
-  /** @internal The gateway holds this session (opened, not known to be closed). */
-  get _attached(): boolean {
-    return this.#attached;
-  }
-
-  /** @internal The peer `opened` must name: the listed backend's, or the one of a first open. */
-  get _expectedPeer(): string | undefined {
-    return this.#pinned ? this.#peerId : undefined;
-  }
-
-  /** @internal The resume count (§6): data frames received, when the gateway holds the session. */
-  get _received(): number | undefined {
-    return this.#attached ? this.#received : undefined;
-  }
-
   /** @internal A `sign` request for this session may be answered (while opening, a few times). */
   _maySign(): boolean {
-    return this.#phase === 'opening' && ++this.#signatures <= MAX_SIGNATURES_PER_OPEN;
+    return this._phase === 'opening' && ++this.#signatures <= MAX_SIGNATURES_PER_OPEN;
   }
 
   /** @internal `opened`: the counts start at 0 and the handshake begins (initiator). */
   _opened(peerId: string): void {
-    this.#phase = 'handshaking';
-    this.#attached = true;
-    this.#peerId = peerId;
-    this.#pinned = true;
-    this.#received = this.#sent = this.#outboxBytes = 0;
-    this.#outbox = [];
+    // the counts and the outbox are empty: new, or after _reset()
+    this._phase = 'handshaking';
+    this._attached = true;
+    this._peerId = peerId;
     try {
       const host = this.#host;
       this.#handshake = new HelloHandshake({
-        identity: host.identity,
+        identity: host._identity,
         expectedPeerId: peerId,
-        name: host.handshakeName,
+        name: host._handshakeName,
         initiator: true,
       });
       for (const payload of this.#handshake.start()) this.#sendFrame(HANDSHAKE_STREAM, payload);
     } catch (err) {
-      this.#fail(err as GlueberryError);
+      this._fail(err as GlueberryError);
     }
   }
 
   /** @internal A data frame for this session. */
   _data(stream: string, payload: Uint8Array): void {
-    if (!this.#attached) return; // a late frame of an incarnation already given up
-    this.#received++;
+    if (!this._attached) return; // a late frame of an incarnation already given up
+    this._received++;
     if (stream === HANDSHAKE_STREAM) this.#onHandshake(payload);
-    else if (!this.#host.streams.has(stream))
+    else if (!this.#host._streams.has(stream))
       return; // not prepared: dropped, as Go drops it
-    else if (this.#cipher === undefined) {
-      if (this.#held.length < this.#host.bounds.heldFrames) this.#held.push([stream, payload]);
+    else if (!this.#cipher) {
+      if (this.#held.length < this.#host._bounds.heldFrames) this.#held.push([stream, payload]);
     } else this.#decrypt(stream, payload);
   }
 
   /** @internal The socket is gone; the session waits for a resume. */
   _suspend(): void {
     this.#signatures = 0;
-    if (this.#phase !== 'closed' && this.#everOpen) this.#setState('resuming');
+    if (this._visible) this.#setState('resuming'); // not before open() resolved
   }
 
   /**
@@ -323,8 +296,8 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     const base = this.#sent - this.#outbox.length;
     if (received > this.#sent || received < base) return false;
     for (const frame of this.#outbox.splice(0, received - base)) this.#outboxBytes -= frame.length;
-    for (const frame of this.#outbox) this.#host.send(frame);
-    if (this.#phase === 'open') {
+    for (const frame of this.#outbox) this.#host._send(frame);
+    if (this._phase === 'open') {
       this.#setState('open');
       this.#flush();
     }
@@ -333,14 +306,14 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
 
   /** @internal Not recovered: back to the start (a new `open` and handshake follow). */
   _reset(): void {
-    this.#phase = 'opening';
-    this.#attached = false;
+    this._phase = 'opening';
+    this._attached = false;
     this.#handshake = undefined;
     this.#cipher?.close();
     this.#cipher = undefined;
     this.#held = [];
     this.#outbox = [];
-    this.#received = this.#sent = this.#outboxBytes = this.#signatures = 0;
+    this._received = this.#sent = this.#outboxBytes = this.#signatures = 0;
   }
 
   /**
@@ -348,37 +321,40 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
    * {@link GatewayError} with `code` otherwise); `atGateway`: the gateway may still hold it.
    */
   _end(code: number, reason: string, error?: GlueberryError, atGateway = false): void {
-    if (this.#phase === 'closed') return;
-    this.#host.ended(this, atGateway);
-    this.#phase = 'closed';
-    this.#attached = false;
-    this.#cipher?.close();
-    this.#cipher = undefined;
-    this.#held = [];
+    if (this._phase === 'closed') return;
+    this.#host._ended(this, atGateway);
+    this._reset();
+    this._phase = 'closed';
     const failure = error ?? new GatewayError(code, reason, { session: this.id });
     for (const item of this.#pending.splice(0)) item.reject(failure);
     this.#pendingBytes = 0;
-    const open = this.#open;
-    if (open !== undefined) {
-      this.#open = undefined;
-      clearTimeout(open.timer);
-      open.reject(failure);
-    } else {
+    const open = this.#takeOpen();
+    if (open) open.reject(failure);
+    else {
       this.#setState('closed');
       if (error !== undefined) this.emit('error', { error });
       this.emit('closed', { code, reason });
     }
-    this.#inbox.end();
+    this.#inbox._end();
   }
 
   // ---- internals -----------------------------------------------------------------------------
 
-  #fail(error: GlueberryError): void {
+  /** The pending `open()`, taken for the caller to settle (its timer stopped); none after the first. */
+  #takeOpen(): OpenWaiter | undefined {
+    const open = this.#open;
+    this.#open = undefined;
+    clearTimeout(open?.timer);
+    return open;
+  }
+
+  /** @internal End the session with `error` (its code, if a GatewayError), at the gateway too. */
+  _fail(error: GlueberryError): void {
     this._end(error instanceof GatewayError ? error.code : CloseCode.Normal, error.message, error, true);
   }
 
   #sendable(): boolean {
-    return this.#phase === 'open' && this.#state === 'open' && this.#host.ready();
+    return this._phase === 'open' && this.#state === 'open' && this.#host._usable();
   }
 
   #setState(state: SessionState, reopened = false): void {
@@ -389,10 +365,10 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
 
   #sendFrame(stream: string, payload: Uint8Array): void {
     const frame = encodeDataFrame(this.id, stream, payload);
-    const max = this.#host.maxFrameBytes();
+    const max = this.#host._limits.maxFrameBytes;
     if (frame.length > max)
-      throw new InvalidArgumentError(`a frame of ${frame.length} bytes is over the gateway's ${max}`);
-    const bounds = this.#host.bounds;
+      throw new InvalidArgumentError('frame too big for the gateway');
+    const bounds = this.#host._bounds;
     this.#sent++;
     this.#outbox.push(frame);
     this.#outboxBytes += frame.length;
@@ -402,25 +378,21 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     ) {
       this.#outboxBytes -= this.#outbox.shift()!.length;
     }
-    this.#host.send(frame);
+    this.#host._send(frame);
   }
 
   #onHandshake(payload: Uint8Array): void {
     const handshake = this.#handshake!;
-    let step;
     try {
-      step = handshake.receive(payload);
-      for (const reply of step.send) this.#sendFrame(HANDSHAKE_STREAM, reply);
+      for (const reply of handshake.receive(payload).send) this.#sendFrame(HANDSHAKE_STREAM, reply);
     } catch (err) {
-      this.#fail(err as GlueberryError); // HandshakeError, KeyMismatchError, InvalidKeyError
+      this._fail(err as GlueberryError); // HandshakeError, KeyMismatchError, InvalidKeyError
       return;
     }
-    for (const event of step.events) {
-      if (event.type === 'peerName') this.#peerName = event.name;
-      else if (event.type === 'prepared') this.#cipher = event.cipher;
-      else this.#established();
-    }
-    if (this.#cipher !== undefined) for (const [stream, held] of this.#held.splice(0)) this.#decrypt(stream, held);
+    this.#peerName = handshake.peerName ?? this.#peerName; // from this handshake's first Hello
+    this.#cipher = handshake.cipher; // once prepared
+    if (handshake.state === 'established') this.#established();
+    if (this.#cipher) for (const [stream, held] of this.#held.splice(0)) this.#decrypt(stream, held);
   }
 
   #decrypt(stream: string, payload: Uint8Array): void {
@@ -431,18 +403,18 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
       this.emit('error', { error: err as GlueberryError }); // DecryptionError: dropped, as Go does
       return;
     }
-    if (this.#phase === 'handshaking') for (const _ of this.#handshake!.markEstablishedByTraffic()) this.#established();
+    if (this._phase === 'handshaking') {
+      this.#handshake!.markEstablishedByTraffic(); // the first valid frame: established (Go's rule)
+      this.#established();
+    }
     this.#deliver(message(stream, data));
   }
 
   #established(): void {
-    if (this.#phase !== 'handshaking') return;
-    this.#phase = 'open';
-    const open = this.#open;
-    if (open !== undefined) {
-      this.#open = undefined;
-      clearTimeout(open.timer);
-      this.#everOpen = true;
+    if (this._phase !== 'handshaking') return;
+    this._phase = 'open';
+    const open = this.#takeOpen();
+    if (open) {
       this.#state = 'open';
       open.resolve(this);
     } else this.#setState('open', true);
@@ -450,7 +422,7 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
   }
 
   #flush(): void {
-    while (this.#pending.length > 0 && this.#sendable()) {
+    while (this.#pending.length && this.#sendable()) {
       const item = this.#pending.shift()!;
       this.#pendingBytes -= item.data.length;
       try {
@@ -464,8 +436,8 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
 
   #deliver(item: SessionMessage): void {
     const listening = this.listenerCount('message') > 0;
-    if ((this.#inbox.iterators > 0 || !listening) && !this.#inbox.push(item)) {
-      const error = new LimitExceededError(`session ${this.id}: inbox full, the oldest message was dropped`);
+    if ((this.#inbox._iterators > 0 || !listening) && !this.#inbox._push(item)) {
+      const error = new LimitExceededError('inbox full: oldest message dropped');
       this.emit('error', { error });
     }
     if (listening) this.emit('message', item);

@@ -69,18 +69,11 @@ interface StoredIdentity {
 
 const OBJECT_STORE = 'identities';
 
-function request<T>(req: IDBRequest<T>): Promise<T> {
+/** The result of an IndexedDB request, or its error. */
+function settle<T>(request: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-}
-
-function transactionDone(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error ?? new Error('transaction aborted'));
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
   });
 }
 
@@ -99,54 +92,44 @@ export class IndexedDbIdentityStore implements IdentityStore {
     this.#factory = options.indexedDB ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
   }
 
-  async #withStore<T>(mode: IDBTransactionMode, run: (store: IDBObjectStore) => Promise<T>): Promise<T> {
-    const factory = this.#factory;
-    if (factory === undefined) throw new IdentityStoreError('IndexedDB is not available here');
-    let db: IDBDatabase;
+  /** Run one request in a transaction of its own; its result once the transaction is complete. */
+  async #run<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+    let db: IDBDatabase | undefined;
     try {
-      const open = factory.open(this.database, 1);
-      open.onupgradeneeded = () => {
-        if (!open.result.objectStoreNames.contains(OBJECT_STORE)) open.result.createObjectStore(OBJECT_STORE);
-      };
-      db = await request(open);
-    } catch (cause) {
-      throw new IdentityStoreError(`cannot open IndexedDB database ${this.database}`, { cause });
-    }
-    try {
+      const open = this.#factory!.open(this.database, 1); // TypeError without IndexedDB
+      // only for a new database (version 1 is the only one): give it the object store
+      open.onupgradeneeded = () => open.result.createObjectStore(OBJECT_STORE);
+      db = await settle(open);
       const tx = db.transaction(OBJECT_STORE, mode);
-      const done = transactionDone(tx);
-      done.catch(() => undefined); // observed below; avoid an unhandled rejection if run() throws first
-      const result = await run(tx.objectStore(OBJECT_STORE));
-      await done;
-      return result;
+      const req = request(tx.objectStore(OBJECT_STORE));
+      await new Promise((resolve, reject) => {
+        tx.oncomplete = resolve;
+        // the request's error (bubbled up to the transaction), or the transaction's on abort
+        tx.onerror = tx.onabort = (event) => reject((event.target as IDBRequest | IDBTransaction).error);
+      });
+      return req.result;
     } catch (cause) {
-      if (cause instanceof IdentityStoreError) throw cause;
-      throw new IdentityStoreError(`IndexedDB ${mode} of identity ${this.name} failed`, { cause });
+      throw new IdentityStoreError(`IndexedDB ${mode} failed`, { cause });
     } finally {
-      db.close(); // do not hold the connection: it would block upgrades from other tabs
+      db?.close(); // do not hold the connection: it would block upgrades from other tabs
     }
   }
 
   async load(): Promise<Identity | undefined> {
-    const record = await this.#withStore('readonly', (store) => request(store.get(this.name)));
+    const record: Partial<StoredIdentity> | undefined = await this.#run('readonly', (store) => store.get(this.name));
     if (record === undefined) return undefined;
-    const stored = record as Partial<StoredIdentity>;
-    if (!(stored.seed instanceof Uint8Array) || stored.seed.length !== 32) {
-      throw new IdentityStoreError(`stored identity ${this.name} is malformed`);
-    }
-    const identity = Identity.fromSeed(stored.seed);
-    if (stored.peerId !== identity.peerId) {
-      throw new IdentityStoreError(`stored identity ${this.name}: the seed does not match the peer ID`);
-    }
+    const { seed } = record;
+    const identity = seed instanceof Uint8Array && seed.length === 32 ? Identity.fromSeed(seed) : undefined;
+    if (!identity || identity.peerId !== record.peerId) throw new IdentityStoreError('bad stored identity');
     return identity;
   }
 
   async save(identity: Identity): Promise<void> {
     const record: StoredIdentity = { seed: identity.exportSeed(), peerId: identity.peerId, createdAt: Date.now() };
-    await this.#withStore('readwrite', (store) => request(store.put(record, this.name)));
+    await this.#run('readwrite', (store) => store.put(record, this.name));
   }
 
   async clear(): Promise<void> {
-    await this.#withStore('readwrite', (store) => request(store.delete(this.name)));
+    await this.#run('readwrite', (store) => store.delete(this.name));
   }
 }

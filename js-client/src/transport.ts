@@ -1,10 +1,9 @@
 /**
- * A thin wrapper over one WebSocket (the browser's, or Node's `ws` package injected by the
- * caller): subprotocol `glueberry.v1`, binary messages as `Uint8Array`, and four callbacks.
- * After {@link Transport.close} (or once the socket closed) no callback runs again.
+ * The WebSocket (the browser's, or Node's `ws` package injected by the caller) as connection.ts
+ * uses it: {@link openSocket} with the subprotocol `glueberry.v1` and binary messages as
+ * ArrayBuffers, {@link messageData} for what a message event carries, {@link closeSocket}.
  */
 
-import { CloseCode } from './codes.js';
 import { SUBPROTOCOL } from './codec.js';
 
 /**
@@ -15,7 +14,7 @@ import { SUBPROTOCOL } from './codec.js';
 export type WebSocketConstructor = new (url: string, protocols: string[], ...rest: never[]) => unknown;
 
 /** The part of the WebSocket API used here (browser and `ws` alike). */
-interface Socket {
+export interface Socket {
   binaryType: string;
   readonly protocol: string;
   readonly bufferedAmount: number;
@@ -29,70 +28,40 @@ interface Socket {
 type SocketOptions = { origin: string; perMessageDeflate: false };
 type SocketConstructor = new (url: string, protocols: string[], options?: SocketOptions) => Socket;
 
-export interface TransportHandlers {
-  open(): void;
-  text(data: string): void;
-  binary(data: Uint8Array): void;
-  /** The socket closed or could not be opened (1006 when there was no close frame). */
-  close(code: number, reason: string): void;
+/**
+ * Defined (as `true`) only when building the single-file browser bundle (scripts/browser-bundle.mjs):
+ * `typeof GLUEBERRY_BROWSER_BUNDLE === 'undefined'` marks code for Node (the `ws` package), which
+ * the bundle then leaves out. Everywhere else the name is undeclared, so the test is true.
+ */
+declare const GLUEBERRY_BROWSER_BUNDLE: true;
+
+/** A new socket to `url` offering `glueberry.v1` (with `origin` for `ws` in Node); may throw. */
+export function openSocket(url: string, WebSocket: WebSocketConstructor, origin: string | undefined): Socket {
+  const Ctor = WebSocket as unknown as SocketConstructor;
+  const ws =
+    typeof GLUEBERRY_BROWSER_BUNDLE === 'undefined' && origin !== undefined
+      ? new Ctor(url, [SUBPROTOCOL], { origin, perMessageDeflate: false })
+      : new Ctor(url, [SUBPROTOCOL]);
+  ws.binaryType = 'arraybuffer';
+  ws.onerror = () => undefined; // a close event follows
+  return ws;
 }
 
-export class Transport {
-  readonly #ws: Socket;
-  readonly #on: TransportHandlers;
-  #done = false;
-
-  constructor(url: string, WebSocket: WebSocketConstructor, origin: string | undefined, on: TransportHandlers) {
-    const Ctor = WebSocket as unknown as SocketConstructor;
-    this.#on = on;
-    const ws =
-      origin === undefined
-        ? new Ctor(url, [SUBPROTOCOL])
-        : new Ctor(url, [SUBPROTOCOL], { origin, perMessageDeflate: false });
-    this.#ws = ws;
-    ws.binaryType = 'arraybuffer';
-    ws.onopen = () => {
-      if (ws.protocol === SUBPROTOCOL) on.open();
-      else this.#fail(CloseCode.UnsupportedVersion, `the gateway did not accept ${SUBPROTOCOL}`);
-    };
-    ws.onmessage = ({ data }) => {
-      if (this.#done) return;
-      if (typeof data === 'string') on.text(data);
-      else if (data instanceof ArrayBuffer) on.binary(new Uint8Array(data));
-      else if (ArrayBuffer.isView(data)) on.binary(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    };
-    ws.onclose = ({ code, reason }) => this.#fail(code || 1006, reason || '');
-    ws.onerror = () => undefined; // a close event follows
+/** A message's data: a string (text frame) or the bytes (binary frame), else undefined. */
+export function messageData(data: unknown): string | Uint8Array | undefined {
+  if (typeof data === 'string') return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (typeof GLUEBERRY_BROWSER_BUNDLE === 'undefined' && ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength); // Node's Buffer
   }
+  return undefined;
+}
 
-  /** Bytes queued and not yet sent. */
-  get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
-  }
-
-  send(data: string | Uint8Array): void {
-    if (this.#done) return;
-    try {
-      this.#ws.send(data);
-    } catch {
-      this.#fail(1006, 'send failed');
-    }
-  }
-
-  /** Close on purpose; the `close` handler is not called for it. */
-  close(code: number, reason = ''): void {
-    if (this.#done) return;
-    this.#done = true;
-    try {
-      this.#ws.close(code, reason.slice(0, 120));
-    } catch {
-      // already closing
-    }
-  }
-
-  #fail(code: number, reason: string): void {
-    if (this.#done) return;
-    this.close(code >= 3000 ? code : 1000, reason);
-    this.#on.close(code, reason);
+/** Close `ws` if it is still there (1000 stands in for codes a client cannot send, e.g. 1006). */
+export function closeSocket(ws: Socket | undefined, code: number, reason: string): void {
+  try {
+    ws?.close(code >= 3000 ? code : 1000, reason.slice(0, 120));
+  } catch {
+    // already closing
   }
 }

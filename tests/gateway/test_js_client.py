@@ -38,11 +38,11 @@ def _snake(name: str) -> str:
 
 def test_codes_match() -> None:
     text = (JS / "src" / "codes.ts").read_text()
-    enum = re.search(r"export enum CloseCode \{\n(.*?)\n\}", text, re.S)
-    assert enum is not None, "codes.ts must declare `export enum CloseCode { ... }`"
-    lines = [line for line in enum.group(1).splitlines() if line.strip()]
-    members = [re.fullmatch(r"  ([A-Z][A-Za-z0-9]*) = (\d+), // \S.*", line) for line in lines]
-    assert all(members), f"every member is `Name = number, // comment`: {lines}"
+    block = re.search(r"export const CloseCode = \{\n(.*?)\n\} as const;", text, re.S)
+    assert block is not None, "codes.ts must declare `export const CloseCode = { ... } as const;`"
+    lines = [line for line in block.group(1).splitlines() if line.strip()]
+    members = [re.fullmatch(r"  ([A-Z][A-Za-z0-9]*): (\d+), // \S.*", line) for line in lines]
+    assert all(members), f"every member is `Name: number, // comment`: {lines}"
     ts = [(_snake(m.group(1)), int(m.group(2))) for m in members if m]
     assert ts == [(code.name, code.value) for code in Code]
 
