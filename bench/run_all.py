@@ -12,6 +12,7 @@ RUNS = [
     ["p2p_bench.py"],
     ["node_bench.py"],
     ["gateway_bench.py"],
+    ["control_codec_bench.py"],
 ]
 
 
