@@ -34,7 +34,7 @@ _SIGN = struct.Struct(">BIH")
 def binary_round_trip() -> None:
     name = b"chat"
     data = _OPEN.pack(2, 7, 1, len(name)) + name
-    kind, rid, session, n = _OPEN.unpack_from(data)
+    _kind, _rid, _session, n = _OPEN.unpack_from(data)
     assert data[_OPEN.size : _OPEN.size + n] == name
     data = _SIGN.pack(3, 3, 1) + PAYLOAD
     _SIGN.unpack_from(data)
