@@ -4,14 +4,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromHex, toHex } from '../src/bytes.js';
 
-/** Find `tests/vectors/glueberry.json` of the repository by walking up from this file. */
-function vectorsPath(): string {
+/** Find `tests/vectors/<file>` of the repository by walking up from this file. */
+export function vectorsPath(file = 'glueberry.json'): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    const candidate = join(dir, 'tests', 'vectors', 'glueberry.json');
+    const candidate = join(dir, 'tests', 'vectors', file);
     if (existsSync(candidate)) return candidate;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('tests/vectors/glueberry.json not found above ' + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new Error(`tests/vectors/${file} not found above ` + fileURLToPath(import.meta.url));
     dir = parent;
   }
 }
