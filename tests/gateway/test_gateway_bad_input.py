@@ -149,6 +149,12 @@ class Arena:
         await fresh.close()
         await assert_bystander_ok(self.bystander)
 
+    async def assert_closed_alone(self, raw: RawClient, code: Code) -> None:
+        """``raw`` gets the socket error ``code`` and is closed with it (§8); nothing else is
+        harmed (:meth:`assert_unharmed`)."""
+        assert_socket_error(await raw.until_closed(), code)
+        await self.assert_unharmed()
+
     async def close(self) -> None:
         for raw in self.raws:
             await raw.close()
@@ -232,24 +238,21 @@ class TestProtocolErrors:
         a = await arena()
         raw = await a.authed()
         await raw.send_text(text)
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_truncated_binary_frame(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.open(BACKEND)
         await raw.send_binary(bytes([codec.DATA_KIND, 0]))  # 2 bytes: not even the 4-byte header
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_binary_frame_truncated_inside_the_stream_name(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.open(BACKEND)
         await raw.send_binary(bytes([codec.DATA_KIND, 0, 1, 10]) + b"cha")  # says 10 name bytes, has 3
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_unknown_binary_kind(self, arena: MakeArena) -> None:
         a = await arena()
@@ -258,38 +261,33 @@ class TestProtocolErrors:
         frame = bytearray(codec.encode_data_frame(1, "chat", b"payload"))
         frame[0] = 0x7F
         await raw.send_binary(bytes(frame))
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_unknown_message_type(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.send_json("subscribe", id=1, topic="everything")
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_binary_frame_before_auth(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.raw()
         await raw.read_challenge()
         await raw.send_data(1, "chat", b"too early")
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_other_message_before_auth(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.raw()
         await raw.read_challenge()
         await raw.send_json("open", id=1, session=1, backend=BACKEND)
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_second_auth_after_ready(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.send_auth()  # a valid auth again (the first challenge, signed again)
-        assert_socket_error(await raw.until_closed(), Code.PROTOCOL_ERROR)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
 
 # ---- §2, §3, §9: versions -> 4001 --------------------------------------------------------------------
@@ -310,8 +308,7 @@ class TestVersion:
             public_key=raw.public_key,
             signature=raw.sign_challenge(challenge),
         )
-        assert_socket_error(await raw.until_closed(), Code.UNSUPPORTED_VERSION)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.UNSUPPORTED_VERSION)
 
     @pytest.mark.parametrize(
         "offered", [[], ["glueberry.v2"], ["chat", "glueberry.v2"]], ids=["none", "v2", "others"]
@@ -355,8 +352,7 @@ class TestSizeLimits:
         await raw.open(BACKEND)
         header = codec.data_header(1, "chat")
         await raw.send_binary(header + bytes(4096 - len(header) + 1))
-        assert_socket_error(await raw.until_closed(), Code.MESSAGE_TOO_BIG)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
 
     async def test_data_frame_far_over_max_frame_bytes_is_refused(self, arena: MakeArena) -> None:
         """Far over the limit the server's WebSocket layer (uvicorn ``ws_max_size``) refuses the
@@ -387,15 +383,13 @@ class TestSizeLimits:
         a = await arena(max_control_bytes=1024)
         raw = await a.authed()
         await raw.send_json("ping", id=1, padding="x" * 1024)  # unknown fields are ignored, not sizes
-        assert_socket_error(await raw.until_closed(), Code.MESSAGE_TOO_BIG)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
 
     async def test_control_message_over_max_control_bytes_before_auth(self, arena: MakeArena) -> None:
         a = await arena(max_control_bytes=1024)
         raw = await a.raw()
         await raw.send_auth(padding="x" * 1024)
-        assert_socket_error(await raw.until_closed(), Code.MESSAGE_TOO_BIG)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
 
     async def test_control_message_at_max_control_bytes_is_served(self, arena: MakeArena) -> None:
         a = await arena(max_control_bytes=1024)
@@ -439,8 +433,7 @@ class TestAuthentication:
         nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
         impostor = generate_private_key()  # signs the right message, but the key sent is raw's
         await raw.send_auth(signature=impostor.sign(auth_message(challenge["gateway"], ORIGIN, nonce)))
-        assert_socket_error(await raw.until_closed(), Code.AUTH_FAILED)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.AUTH_FAILED)
 
     async def test_signature_over_another_sockets_challenge(self, arena: MakeArena) -> None:
         """A signature made for socket A's nonce does not authenticate socket B; A is untouched."""
@@ -475,8 +468,7 @@ class TestAuthentication:
         assert challenge["expires_in"] == 0.2
         await asyncio.sleep(0.35)
         await raw.send_auth()  # correctly signed, too late
-        assert_socket_error(await raw.until_closed(), Code.CHALLENGE_EXPIRED)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.CHALLENGE_EXPIRED)
 
     async def test_no_auth_in_time(self, arena: MakeArena) -> None:
         a = await arena(auth_timeout=SHORT)
@@ -492,8 +484,7 @@ class TestAuthentication:
         a = await arena()
         raw = await a.raw(origin="http://evil.test")  # signed with that origin: honest but not allowed
         await raw.send_auth()
-        assert_socket_error(await raw.until_closed(), Code.ORIGIN_NOT_ALLOWED)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.ORIGIN_NOT_ALLOWED)
 
     async def test_no_origin(self, arena: MakeArena) -> None:
         a = await arena()
@@ -515,15 +506,13 @@ class TestTokens:
         assert a.issuer is not None
         raw = await a.raw()
         await raw.send_auth(token=a.issuer.mint(raw.peer_id, expires_in=-60))  # beyond any leeway
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_EXPIRED)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_EXPIRED)
 
     async def test_forged_token(self, token_arena: MakeArena) -> None:
         a = await token_arena()
         raw = await a.raw()
         await raw.send_auth(token=Issuer().mint(raw.peer_id))  # well formed, another issuer's key
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
     async def test_token_for_another_peer(self, token_arena: MakeArena) -> None:
         a = await token_arena()
@@ -531,8 +520,7 @@ class TestTokens:
         raw = await a.raw()
         other = PeerID.from_private_key(generate_private_key())
         await raw.send_auth(token=a.issuer.mint(other))
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
     async def test_stolen_token_of_the_bystander(self, token_arena: MakeArena) -> None:
         """A token is bound to its ``sub``: another key cannot use the bystander's."""
@@ -540,23 +528,20 @@ class TestTokens:
         assert a.issuer is not None
         raw = await a.raw()
         await raw.send_auth(token=a.issuer.mint(a.bystander_client.peer_id))
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
     async def test_missing_token_when_required(self, token_arena: MakeArena) -> None:
         a = await token_arena(required=True)
         raw = await a.raw()
         await raw.send_auth()
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
     @pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", ""], ids=["garbage", "three-parts", "empty"])
     async def test_malformed_token(self, token_arena: MakeArena, token: str) -> None:
         a = await token_arena(required=False)
         raw = await a.raw()
         await raw.send_auth(token=token)
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
     async def test_backend_not_in_the_backends_claim(self, token_arena: MakeArena) -> None:
         a = await token_arena()
@@ -612,8 +597,7 @@ class TestTokens:
         raw = await a.authed()
         other = PeerID.from_private_key(generate_private_key())
         await raw.send_json("refresh", id=2, token=a.issuer.mint(other))
-        assert_socket_error(await raw.until_closed(), Code.TOKEN_INVALID)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.TOKEN_INVALID)
 
 
 # ---- §5.1: backends -> 4100 --------------------------------------------------------------------------
@@ -720,8 +704,7 @@ class TestRateLimits:
         for _ in range(40):
             with contextlib.suppress(ConnectionClosed):
                 await raw.send_data(1, "chat", bytes(1000))
-        assert_socket_error(await raw.until_closed(), Code.RATE_LIMITED)
-        await a.assert_unharmed()
+        await a.assert_closed_alone(raw, Code.RATE_LIMITED)
 
 
 class Flood:

@@ -37,6 +37,7 @@ from glueberry.p2p.noise import (
     generate_static_key,
     noise_signature_payload,
 )
+from tests.helpers import pump
 
 YAMUX = "/yamux/1.0.0"
 
@@ -74,20 +75,6 @@ def one(out: list[bytes]) -> bytes:
 
 def data_of(events: list[NoiseEvent]) -> bytes:
     return b"".join(e.data for e in events if isinstance(e, DataReceived))
-
-
-def pump(a: NoiseProtocol, b: NoiseProtocol) -> None:
-    """Move bytes between two cores until both are quiet."""
-    for _ in range(100):
-        moved = False
-        for src, dst in ((a, b), (b, a)):
-            out = b"".join(src.data_to_send())
-            if out:
-                dst.receive_data(out)
-                moved = True
-        if not moved:
-            return
-    raise AssertionError("cores kept talking")
 
 
 def connected_pair() -> tuple[NoiseProtocol, NoiseProtocol]:

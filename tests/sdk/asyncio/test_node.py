@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from glueberry.auto_handshake import HelloHandshakeHandler
 from glueberry.config import Config
-from glueberry.events import ConnectionEvent, ConnectionState, EventSubscription
+from glueberry.events import ConnectionState
 from glueberry.exceptions import (
     ConnectionFailed,
     InvalidConfig,
@@ -27,42 +25,9 @@ from glueberry.exceptions import (
 )
 from glueberry.node import Node
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
+from tests.sdk.asyncio.conftest import MakeNode, wait_state
 
 S = ConnectionState
-MakeNode = Callable[..., Awaitable[Node]]
-
-
-@pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
-    nodes: list[Node] = []
-
-    async def make(
-        *, auto: bool = True, streams: tuple[str, ...] = ("chat", "files", "control"), **options: object
-    ) -> Node:
-        config = Config(
-            generate_private_key(),
-            tmp_path / f"book-{len(nodes)}.json",
-            ["/ip4/127.0.0.1/tcp/0"],
-            **options,  # type: ignore[arg-type]
-        )
-        handler = HelloHandshakeHandler(streams=list(streams), name=f"n{len(nodes)}") if auto else None
-        node = Node(config, handshake=handler)
-        await node.start()
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        if node._started:
-            await node.stop()
-
-
-async def wait_state(sub: EventSubscription, state: ConnectionState, timeout: float = 5.0) -> ConnectionEvent:
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            if event.state is state:
-                return event
-    raise AssertionError("subscription ended")
 
 
 async def established_pair(make_node: MakeNode, **options: object) -> tuple[Node, Node]:

@@ -5,47 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
-from glueberry.auto_handshake import HelloHandshakeHandler
-from glueberry.config import Config
-from glueberry.events import ConnectionState, EventSubscription
+from glueberry.events import ConnectionState
 from glueberry.exceptions import ConnectionFailed, InvalidKey, LimitExceeded
 from glueberry.limits import SlidingWindow, TokenBucket
-from glueberry.node import Node
-from glueberry.p2p.keys import generate_private_key
+from tests.sdk.asyncio.conftest import MakeNode, wait_state
 
 S = ConnectionState
-MakeNode = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
-    nodes: list[Node] = []
-
-    async def make(**options: object) -> Node:
-        config = Config(
-            generate_private_key(), tmp_path / f"b{len(nodes)}.json", ["/ip4/127.0.0.1/tcp/0"], **options
-        )  # type: ignore[arg-type]
-        node = Node(config, handshake=HelloHandshakeHandler(streams=["chat"]))
-        await node.start()
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        if node._started:
-            await node.stop()
-
-
-async def wait_state(sub: EventSubscription, state: ConnectionState, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            if event.state is state:
-                return
+def node_streams() -> tuple[str, ...]:
+    """make_node's nodes (conftest.py) prepare the stream "chat" alone."""
+    return ("chat",)
 
 
 class TestRateArithmetic:

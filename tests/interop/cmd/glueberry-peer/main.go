@@ -9,6 +9,8 @@
 // carries "time_ms" (Unix time in milliseconds, microsecond resolution) so that timings can be
 // compared between processes. Logs go to stderr. The first line printed is
 // {"event": "ready", "peer_id": ..., "addrs": [...], "public_key": hex, ...}.
+// The JSON-lines plumbing (command loop, arguments, output) is internal/jsonl, shared with
+// cmd/p2p-peer.
 //
 // --handshake auto runs the ready-made application handshake shared with the Python and
 // JavaScript implementations (Hello = 0x01 || name, PubKey = 0x02 || 32-byte Ed25519 key,
@@ -18,7 +20,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -30,7 +31,6 @@ import (
 	"flag"
 	"fmt"
 	"hash"
-	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -47,14 +47,13 @@ import (
 	"github.com/blockberries/glueberry/pkg/addressbook"
 	"github.com/blockberries/glueberry/pkg/protocol"
 	"github.com/blockberries/glueberry/pkg/streams"
+	"github.com/glueberry-bridge/interop/internal/jsonl"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
 const (
-	defaultTimeout = 120 * time.Second
-
 	// Application handshake message types (the first byte of every handshake message).
 	msgHello    byte = 0x01
 	msgPubKey   byte = 0x02
@@ -67,37 +66,7 @@ const (
 )
 
 // ---------------------------------------------------------------------------------------------
-// Output
-
-type output struct {
-	mu sync.Mutex
-	w  *bufio.Writer
-}
-
-func (o *output) emit(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		log.Printf("cannot encode output: %v", err)
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	_, _ = o.w.Write(b)
-	_ = o.w.WriteByte('\n')
-	_ = o.w.Flush()
-}
-
-func (o *output) event(name string, fields map[string]any) {
-	m := map[string]any{"event": name, "time_ms": nowMs()}
-	for k, v := range fields {
-		m[k] = v
-	}
-	o.emit(m)
-}
-
-func nowMs() float64 { return float64(time.Now().UnixMicro()) / 1000 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// Values in answers and events
 
 func timeOrNil(t time.Time) any {
 	if t.IsZero() {
@@ -116,108 +85,18 @@ func errOrNil(err error) any {
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
-type args struct {
-	m   map[string]json.RawMessage
-	err error
-}
-
-func (a *args) fail(format string, v ...any) {
-	if a.err == nil {
-		a.err = fmt.Errorf(format, v...)
-	}
-}
-
-func (a *args) has(k string) bool {
-	v, ok := a.m[k]
-	return ok && string(v) != "null"
-}
-
-func (a *args) decode(k string, dst any) bool {
-	if !a.has(k) {
-		return false
-	}
-	if err := json.Unmarshal(a.m[k], dst); err != nil {
-		a.fail("argument %q: %v", k, err)
-		return false
-	}
-	return true
-}
-
-func (a *args) str(k string) string {
-	var s string
-	if !a.decode(k, &s) {
-		a.fail("missing argument %q", k)
-	}
-	return s
-}
-
-func (a *args) optStr(k, def string) string {
-	s := def
-	a.decode(k, &s)
-	return s
-}
-
-func (a *args) integer(k string) int64 {
-	var n int64
-	if !a.decode(k, &n) {
-		a.fail("missing argument %q", k)
-	}
-	return n
-}
-
-func (a *args) optInt(k string, def int64) int64 {
-	n := def
-	a.decode(k, &n)
-	return n
-}
-
-func (a *args) optBool(k string, def bool) bool {
-	b := def
-	a.decode(k, &b)
-	return b
-}
-
-func (a *args) strList(k string) []string {
-	var l []string
-	a.decode(k, &l)
-	return l
-}
-
-func (a *args) peer(k string) peer.ID {
-	s := a.str(k)
-	if a.err != nil {
-		return ""
-	}
-	p, err := peer.Decode(s)
-	if err != nil {
-		a.fail("argument %q: bad peer id: %v", k, err)
-	}
-	return p
-}
-
-func (a *args) hexBytes(k string) []byte {
-	s := a.str(k)
-	if a.err != nil {
-		return nil
-	}
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		a.fail("argument %q: bad hex: %v", k, err)
-	}
-	return b
-}
-
-func (a *args) publicKey(k string) ed25519.PublicKey {
-	b := a.hexBytes(k)
-	if a.err == nil && len(b) != ed25519.PublicKeySize {
-		a.fail("argument %q: an Ed25519 public key is %d bytes, got %d", k, ed25519.PublicKeySize, len(b))
+// publicKey reads a required Ed25519 public key written in hex.
+func publicKey(a *jsonl.Args, k string) ed25519.PublicKey {
+	b := a.HexBytes(k)
+	if a.Err() == nil && len(b) != ed25519.PublicKeySize {
+		a.Fail("argument %q: an Ed25519 public key is %d bytes, got %d", k, ed25519.PublicKeySize, len(b))
 	}
 	return ed25519.PublicKey(b)
 }
 
 // streamList reads a list of stream names, defaulting to the --streams flag.
-func (a *args) streamList(k string, def []string) []string {
-	if l := a.strList(k); len(l) > 0 {
+func streamList(a *jsonl.Args, k string, def []string) []string {
+	if l := a.StrList(k); len(l) > 0 {
 		return l
 	}
 	return def
@@ -349,7 +228,7 @@ func (s *summary) fields() map[string]any {
 		"gap_count":  s.gapCount,
 		"first_time": timeOrNil(s.first),
 		"last_time":  timeOrNil(s.last),
-		"span_ms":    ms(s.last.Sub(s.first)),
+		"span_ms":    jsonl.Ms(s.last.Sub(s.first)),
 	}
 }
 
@@ -414,7 +293,7 @@ type settings struct {
 
 type app struct {
 	node  *glueberry.Node
-	out   *output
+	out   *jsonl.Output
 	ctx   context.Context
 	cfg   settings
 	stats *counters
@@ -438,10 +317,8 @@ type app struct {
 	room *roomServer // --on-message room (see room.go)
 }
 
-type handlerFunc func(ctx context.Context, a *args) (map[string]any, error)
-
-func (ap *app) commands() map[string]handlerFunc {
-	return map[string]handlerFunc{
+func (ap *app) commands() map[string]jsonl.Handler {
+	return map[string]jsonl.Handler{
 		"info":                        ap.cmdInfo,
 		"add_peer":                    ap.cmdAddPeer,
 		"remove_peer":                 ap.cmdRemovePeer,
@@ -479,7 +356,7 @@ func (ap *app) addrs() []string {
 	return out
 }
 
-func (ap *app) cmdInfo(context.Context, *args) (map[string]any, error) {
+func (ap *app) cmdInfo(context.Context, *jsonl.Args) (map[string]any, error) {
 	return map[string]any{
 		"peer_id":    ap.node.PeerID().String(),
 		"addrs":      ap.addrs(),
@@ -532,13 +409,13 @@ func entryFields(e *addressbook.PeerEntry) map[string]any {
 	}
 }
 
-func (ap *app) cmdAddPeer(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	addrStrs := a.strList("addrs")
+func (ap *app) cmdAddPeer(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	addrStrs := a.StrList("addrs")
 	var meta map[string]string
-	a.decode("metadata", &meta)
-	if a.err != nil {
-		return nil, a.err
+	a.Decode("metadata", &meta)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	addrs, err := parseAddrs(addrStrs)
 	if err != nil {
@@ -550,18 +427,18 @@ func (ap *app) cmdAddPeer(_ context.Context, a *args) (map[string]any, error) {
 	return map[string]any{"state": ap.node.ConnectionState(p).String()}, nil
 }
 
-func (ap *app) cmdRemovePeer(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdRemovePeer(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return nil, ap.node.RemovePeer(p)
 }
 
-func (ap *app) cmdGetPeer(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdGetPeer(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	e, err := ap.node.GetPeer(p)
 	if err != nil {
@@ -570,7 +447,7 @@ func (ap *app) cmdGetPeer(_ context.Context, a *args) (map[string]any, error) {
 	return map[string]any{"peer": entryFields(e)}, nil
 }
 
-func (ap *app) cmdListPeers(context.Context, *args) (map[string]any, error) {
+func (ap *app) cmdListPeers(context.Context, *jsonl.Args) (map[string]any, error) {
 	entries := ap.node.ListPeers()
 	sort.Slice(entries, func(i, j int) bool { return entries[i].PeerID < entries[j].PeerID })
 	peers := []map[string]any{}
@@ -580,10 +457,10 @@ func (ap *app) cmdListPeers(context.Context, *args) (map[string]any, error) {
 	return map[string]any{"peers": peers}, nil
 }
 
-func (ap *app) cmdPeerAddrs(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdPeerAddrs(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	addrs := []string{}
 	for _, m := range ap.node.PeerAddrs(p) {
@@ -592,14 +469,14 @@ func (ap *app) cmdPeerAddrs(_ context.Context, a *args) (map[string]any, error) 
 	return map[string]any{"addrs": addrs}, nil
 }
 
-func (ap *app) cmdConnect(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdConnect(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	start := time.Now()
 	var err error
-	if a.has("timeout_ms") {
+	if a.Has("timeout_ms") {
 		err = ap.node.ConnectCtx(ctx, p)
 	} else {
 		// Plain Connect, as applications call it: Glueberry applies its own 30 s dial timeout.
@@ -608,45 +485,45 @@ func (ap *app) cmdConnect(ctx context.Context, a *args) (map[string]any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"elapsed_ms": ms(time.Since(start)), "state": ap.node.ConnectionState(p).String()}, nil
+	return map[string]any{"elapsed_ms": jsonl.Ms(time.Since(start)), "state": ap.node.ConnectionState(p).String()}, nil
 }
 
-func (ap *app) cmdDisconnect(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdDisconnect(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return nil, ap.node.DisconnectCtx(ctx, p)
 }
 
-func (ap *app) cmdBlacklist(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdBlacklist(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return nil, ap.node.BlacklistPeer(p)
 }
 
-func (ap *app) cmdUnblacklist(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdUnblacklist(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return nil, ap.node.UnblacklistPeer(p)
 }
 
-func (ap *app) cmdCancelReconnection(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdCancelReconnection(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return nil, ap.node.CancelReconnection(p)
 }
 
-func (ap *app) cmdState(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdState(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	outbound, err := ap.node.IsOutbound(p)
 	return map[string]any{
@@ -656,18 +533,18 @@ func (ap *app) cmdState(_ context.Context, a *args) (map[string]any, error) {
 	}, nil
 }
 
-func (ap *app) cmdSend(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	stream := a.str("stream")
-	data := a.hexBytes("hex")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdSend(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	stream := a.Str("stream")
+	data := a.HexBytes("hex")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	start := time.Now()
 	if err := ap.node.SendCtx(ctx, p, stream, data); err != nil {
 		return nil, err
 	}
-	return map[string]any{"elapsed_ms": ms(time.Since(start)), "len": len(data)}, nil
+	return map[string]any{"elapsed_ms": jsonl.Ms(time.Since(start)), "len": len(data)}, nil
 }
 
 // manyPayload is message seq of send_many: the 8-byte big-endian seq, then filler bytes where
@@ -681,14 +558,14 @@ func manyPayload(seq uint64, size int) []byte {
 	return b
 }
 
-func (ap *app) cmdSendMany(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	stream := a.str("stream")
-	count := a.integer("count")
-	size := a.optInt("size", 64)
-	first := a.optInt("start", 0)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdSendMany(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	stream := a.Str("stream")
+	count := a.Int("count")
+	size := a.OptInt("size", 64)
+	first := a.OptInt("start", 0)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if size < 8 {
 		return nil, errors.New("size must be at least 8 (the sequence number)")
@@ -710,7 +587,7 @@ func (ap *app) cmdSendMany(ctx context.Context, a *args) (map[string]any, error)
 		"sent":       count,
 		"bytes":      count * size,
 		"sha256":     hex.EncodeToString(h.Sum(nil)),
-		"elapsed_ms": ms(elapsed),
+		"elapsed_ms": jsonl.Ms(elapsed),
 	}
 	if secs := elapsed.Seconds(); secs > 0 {
 		res["messages_per_s"] = float64(count) / secs
@@ -721,13 +598,13 @@ func (ap *app) cmdSendMany(ctx context.Context, a *args) (map[string]any, error)
 
 // cmdRTT sends count messages one at a time, each after the previous one's answer arrived on
 // the same peer and stream (the other side echoes), and reports the round trips in microseconds.
-func (ap *app) cmdRTT(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	stream := a.str("stream")
-	count := a.integer("count")
-	size := a.optInt("size", 1024)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdRTT(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	stream := a.Str("stream")
+	count := a.Int("count")
+	size := a.OptInt("size", 1024)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if size < 8 || count < 1 {
 		return nil, errors.New("size must be at least 8 and count at least 1")
@@ -768,20 +645,20 @@ func (ap *app) cmdRTT(ctx context.Context, a *args) (map[string]any, error) {
 	}, nil
 }
 
-func (ap *app) cmdPrepareStreams(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	key := a.publicKey("public_key")
-	names := a.streamList("streams", ap.cfg.streams)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdPrepareStreams(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	key := publicKey(a, "public_key")
+	names := streamList(a, "streams", ap.cfg.streams)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	return map[string]any{"streams": names}, ap.node.PrepareStreams(p, key, names)
 }
 
-func (ap *app) cmdFinalizeHandshake(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdFinalizeHandshake(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if err := ap.node.FinalizeHandshake(p); err != nil {
 		return nil, err
@@ -789,12 +666,12 @@ func (ap *app) cmdFinalizeHandshake(_ context.Context, a *args) (map[string]any,
 	return map[string]any{"state": ap.node.ConnectionState(p).String()}, nil
 }
 
-func (ap *app) cmdCompleteHandshake(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	key := a.publicKey("public_key")
-	names := a.streamList("streams", ap.cfg.streams)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdCompleteHandshake(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	key := publicKey(a, "public_key")
+	names := streamList(a, "streams", ap.cfg.streams)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if err := ap.node.CompleteHandshake(p, key, names); err != nil {
 		return nil, err
@@ -802,12 +679,12 @@ func (ap *app) cmdCompleteHandshake(_ context.Context, a *args) (map[string]any,
 	return map[string]any{"streams": names, "state": ap.node.ConnectionState(p).String()}, nil
 }
 
-func (ap *app) cmdEstablishEncryptedStreams(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	key := a.publicKey("public_key")
-	names := a.streamList("streams", ap.cfg.streams)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdEstablishEncryptedStreams(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	key := publicKey(a, "public_key")
+	names := streamList(a, "streams", ap.cfg.streams)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if err := ap.node.EstablishEncryptedStreams(p, key, names); err != nil {
 		return nil, err
@@ -815,10 +692,10 @@ func (ap *app) cmdEstablishEncryptedStreams(_ context.Context, a *args) (map[str
 	return map[string]any{"streams": names, "state": ap.node.ConnectionState(p).String()}, nil
 }
 
-func (ap *app) cmdHsStatus(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdHsStatus(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	ap.hsMu.Lock()
 	hp := ap.hs[p]
@@ -840,12 +717,12 @@ func (ap *app) summaryLocked(k streamKey) *summary {
 	return s
 }
 
-func (ap *app) cmdSummary(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	stream := a.str("stream")
-	reset := a.optBool("reset", false)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdSummary(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	stream := a.Str("stream")
+	reset := a.OptBool("reset", false)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	k := streamKey{p, stream}
 	ap.sumMu.Lock()
@@ -859,12 +736,12 @@ func (ap *app) cmdSummary(_ context.Context, a *args) (map[string]any, error) {
 	return res, nil
 }
 
-func (ap *app) cmdWaitMessages(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	stream := a.str("stream")
-	want := a.integer("count")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdWaitMessages(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	stream := a.Str("stream")
+	want := a.Int("count")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	k := streamKey{p, stream}
 	start := time.Now()
@@ -874,7 +751,7 @@ func (ap *app) cmdWaitMessages(ctx context.Context, a *args) (map[string]any, er
 		if s.count >= want {
 			res := s.fields()
 			ap.sumMu.Unlock()
-			res["waited_ms"] = ms(time.Since(start))
+			res["waited_ms"] = jsonl.Ms(time.Since(start))
 			return res, nil
 		}
 		got, ch := s.count, s.notify
@@ -883,7 +760,7 @@ func (ap *app) cmdWaitMessages(ctx context.Context, a *args) (map[string]any, er
 		case <-ch:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("timeout: %d of %d messages on %q after %.0f ms",
-				got, want, stream, ms(time.Since(start)))
+				got, want, stream, jsonl.Ms(time.Since(start)))
 		}
 	}
 }
@@ -899,10 +776,10 @@ func streamStatsFields(s *glueberry.StreamStats) map[string]any {
 	}
 }
 
-func (ap *app) cmdStats(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdStats(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	ap.decMu.Lock()
 	decErrs := ap.decryptErrors[p]
@@ -926,7 +803,7 @@ func (ap *app) cmdStats(_ context.Context, a *args) (map[string]any, error) {
 		"connected":         st.Connected,
 		"is_outbound":       st.IsOutbound,
 		"connected_at":      timeOrNil(st.ConnectedAt),
-		"total_connect_ms":  ms(st.TotalConnectTime),
+		"total_connect_ms":  jsonl.Ms(st.TotalConnectTime),
 		"messages_sent":     st.MessagesSent,
 		"messages_received": st.MessagesReceived,
 		"bytes_sent":        st.BytesSent,
@@ -941,7 +818,7 @@ func (ap *app) cmdStats(_ context.Context, a *args) (map[string]any, error) {
 	return res, nil
 }
 
-func (ap *app) cmdAddressBook(context.Context, *args) (map[string]any, error) {
+func (ap *app) cmdAddressBook(context.Context, *jsonl.Args) (map[string]any, error) {
 	res := map[string]any{"path": ap.cfg.addressBook, "exists": false, "content": nil, "data": nil}
 	b, err := os.ReadFile(ap.cfg.addressBook)
 	if errors.Is(err, os.ErrNotExist) {
@@ -958,7 +835,7 @@ func (ap *app) cmdAddressBook(context.Context, *args) (map[string]any, error) {
 	return res, nil
 }
 
-func (ap *app) cmdDebugState(context.Context, *args) (map[string]any, error) {
+func (ap *app) cmdDebugState(context.Context, *jsonl.Args) (map[string]any, error) {
 	b, err := json.Marshal(ap.node.DumpState())
 	if err != nil {
 		return nil, err
@@ -972,7 +849,7 @@ func (ap *app) cmdDebugState(context.Context, *args) (map[string]any, error) {
 func (ap *app) watchEvents() {
 	for ev := range ap.node.Events() {
 		p := ev.PeerID
-		ap.out.event("state", map[string]any{
+		ap.out.Event("state", map[string]any{
 			"peer_id":   p.String(),
 			"state":     ev.State.String(),
 			"error":     errOrNil(ev.Error),
@@ -1012,7 +889,7 @@ func (ap *app) watchMessages() {
 			if ap.cfg.auto {
 				ap.hsPeer(p).ch <- hsAction{kind: hsMessage, data: append([]byte(nil), msg.Data...)}
 			} else {
-				ap.out.event("hs_message", map[string]any{
+				ap.out.Event("hs_message", map[string]any{
 					"peer_id": p.String(), "len": len(msg.Data), "hex": hex.EncodeToString(msg.Data),
 				})
 			}
@@ -1043,7 +920,7 @@ func (ap *app) watchMessages() {
 			if len(msg.Data) >= 8 {
 				f["seq"] = binary.BigEndian.Uint64(msg.Data[:8])
 			}
-			ap.out.event("message", f)
+			ap.out.Event("message", f)
 		}
 		if ap.cfg.onMessage == "echo" {
 			ap.echo(k, append([]byte(nil), msg.Data...))
@@ -1065,7 +942,7 @@ func (ap *app) echo(k streamKey, data []byte) {
 		go func() {
 			for d := range ch {
 				if err := ap.node.Send(k.peer, k.stream, d); err != nil {
-					ap.out.event("echo_error", map[string]any{
+					ap.out.Event("echo_error", map[string]any{
 						"peer_id": k.peer.String(), "stream": k.stream, "len": len(d), "error": err.Error(),
 					})
 				}
@@ -1081,7 +958,7 @@ func (ap *app) onDecryptionError(p peer.ID, err error) {
 	ap.decryptErrors[p]++
 	n := ap.decryptErrors[p]
 	ap.decMu.Unlock()
-	ap.out.event("decrypt_error", map[string]any{"peer_id": p.String(), "error": err.Error(), "count": n})
+	ap.out.Event("decrypt_error", map[string]any{"peer_id": p.String(), "error": err.Error(), "count": n})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1124,7 +1001,7 @@ func (ap *app) hsEvent(name string, p peer.ID, fields map[string]any) {
 		fields = map[string]any{}
 	}
 	fields["peer_id"] = p.String()
-	ap.out.event(name, fields)
+	ap.out.Event(name, fields)
 }
 
 func (ap *app) hsError(p peer.ID, step string, err error) {
@@ -1263,17 +1140,6 @@ func libp2pNetwork(node *glueberry.Node) (network.Network, error) {
 	return h.Network(), nil
 }
 
-func dirName(d network.Direction) string {
-	switch d {
-	case network.DirInbound:
-		return "inbound"
-	case network.DirOutbound:
-		return "outbound"
-	default:
-		return "unknown"
-	}
-}
-
 func (ap *app) traceConns() error {
 	nw, err := libp2pNetwork(ap.node)
 	if err != nil {
@@ -1283,15 +1149,15 @@ func (ap *app) traceConns() error {
 		return map[string]any{
 			"peer_id":     c.RemotePeer().String(),
 			"conn_id":     c.ID(),
-			"direction":   dirName(c.Stat().Direction),
+			"direction":   jsonl.DirName(c.Stat().Direction),
 			"local_addr":  c.LocalMultiaddr().String(),
 			"remote_addr": c.RemoteMultiaddr().String(),
 			"conns_now":   len(n.ConnsToPeer(c.RemotePeer())),
 		}
 	}
 	nw.Notify(&network.NotifyBundle{
-		ConnectedF:    func(n network.Network, c network.Conn) { ap.out.event("conn_opened", fields(n, c)) },
-		DisconnectedF: func(n network.Network, c network.Conn) { ap.out.event("conn_closed", fields(n, c)) },
+		ConnectedF:    func(n network.Network, c network.Conn) { ap.out.Event("conn_opened", fields(n, c)) },
+		DisconnectedF: func(n network.Network, c network.Conn) { ap.out.Event("conn_closed", fields(n, c)) },
 	})
 	return nil
 }
@@ -1427,7 +1293,8 @@ func main() {
 		listen = append(listen, m)
 	}
 
-	out := &output{w: bufio.NewWriter(os.Stdout)}
+	out := jsonl.NewOutput(os.Stdout)
+	out.TimeMs = true
 	ctx, cancel := context.WithCancel(context.Background())
 	ap := &app{
 		out: out, ctx: ctx, cfg: cfg, stats: &counters{},
@@ -1478,79 +1345,13 @@ func main() {
 	info["pid"] = os.Getpid()
 	info["addressbook"] = cfg.addressBook
 	info["on_message"] = cfg.onMessage
-	out.event("ready", info)
+	out.Event("ready", info)
 
-	var quitOnce sync.Once
-	quit := func(code int) {
-		quitOnce.Do(func() {
-			cancel()
-			if err := node.Stop(); err != nil {
-				log.Printf("Stop: %v", err)
-			}
-			cleanup()
-			os.Exit(code)
-		})
-	}
-
-	cmds := ap.commands()
-	in := bufio.NewReaderSize(os.Stdin, 1<<20)
-	for {
-		line, err := in.ReadBytes('\n')
-		if len(strings.TrimSpace(string(line))) > 0 {
-			ap.dispatch(line, cmds, quit)
+	jsonl.Serve(ctx, os.Stdin, out, ap.commands(), func() {
+		cancel()
+		if err := node.Stop(); err != nil {
+			log.Printf("Stop: %v", err)
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				log.Printf("stdin: %v", err)
-			}
-			quit(0)
-		}
-	}
-}
-
-func (ap *app) dispatch(line []byte, cmds map[string]handlerFunc, quit func(int)) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(line, &m); err != nil {
-		ap.out.emit(map[string]any{"id": nil, "ok": false, "error": "bad JSON: " + err.Error()})
-		return
-	}
-	id := m["id"]
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	a := &args{m: m}
-	cmd := a.str("cmd")
-	timeout := time.Duration(a.optInt("timeout_ms", int64(defaultTimeout/time.Millisecond))) * time.Millisecond
-	if a.err != nil {
-		ap.out.emit(map[string]any{"id": id, "ok": false, "error": a.err.Error()})
-		return
-	}
-	if cmd == "quit" {
-		ap.out.emit(map[string]any{"id": id, "ok": true})
-		go quit(0)
-		return
-	}
-	fn, ok := cmds[cmd]
-	if !ok {
-		ap.out.emit(map[string]any{"id": id, "ok": false, "error": fmt.Sprintf("unknown command %q", cmd)})
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(ap.ctx, timeout)
-		defer cancel()
-		res, err := fn(ctx, a)
-		if err == nil && a.err != nil {
-			err = a.err
-		}
-		if err != nil {
-			ap.out.emit(map[string]any{"id": id, "ok": false, "error": err.Error()})
-			return
-		}
-		if res == nil {
-			res = map[string]any{}
-		}
-		res["id"] = id
-		res["ok"] = true
-		ap.out.emit(res)
-	}()
+		cleanup()
+	})
 }

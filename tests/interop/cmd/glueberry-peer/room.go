@@ -23,6 +23,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/glueberry-bridge/interop/internal/jsonl"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -331,7 +332,7 @@ func (rs *roomServer) deliver(p peer.ID, data []byte) {
 	case rs.in <- roomInput{peer: p, data: append([]byte{}, data...)}:
 	default:
 		n := rs.inputDropped.Add(1)
-		rs.ap.out.event("room", map[string]any{
+		rs.ap.out.Event("room", map[string]any{
 			"action": "input_dropped", "peer_id": p.String(), "len": len(data), "count": n,
 		})
 	}
@@ -369,7 +370,7 @@ func (rs *roomServer) event(action string, p peer.ID, fields map[string]any) {
 	}
 	fields["action"] = action
 	fields["peer_id"] = p.String()
-	rs.ap.out.event("room", fields)
+	rs.ap.out.Event("room", fields)
 }
 
 // send queues one wire message for a peer.
@@ -452,7 +453,7 @@ func (rs *roomServer) evictEmptyRoom() bool {
 		return false
 	}
 	delete(rs.rooms, oldest.name)
-	rs.ap.out.event("room", map[string]any{"action": "evicted", "room": oldest.name})
+	rs.ap.out.Event("room", map[string]any{"action": "evicted", "room": oldest.name})
 	return true
 }
 
@@ -623,10 +624,10 @@ func (rs *roomServer) snapshot(ctx context.Context, only string) (map[string]any
 	}
 }
 
-func (ap *app) cmdRooms(ctx context.Context, a *args) (map[string]any, error) {
-	only := a.optStr("room", "")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdRooms(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	only := a.OptStr("room", "")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if ap.room == nil {
 		return nil, errors.New("not in room mode (--on-message room)")

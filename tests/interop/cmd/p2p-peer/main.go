@@ -6,6 +6,8 @@
 // {"id": N, "ok": false, "error": "..."}. Commands run concurrently, so answers may come out
 // of order. Unprompted events are printed on stdout as {"event": "...", ...}. Logs go to
 // stderr. The first line printed is {"event": "ready", "peer_id": ..., "addrs": [...]}.
+// The JSON-lines plumbing (command loop, arguments, output) is internal/jsonl, shared with
+// cmd/glueberry-peer.
 //
 // The host is built with go-libp2p's default options (TLS and Noise, yamux, identify, ping),
 // except for what the flags change: --security restricts or reorders the security
@@ -13,14 +15,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +34,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/glueberry-bridge/interop/internal/jsonl"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -42,6 +43,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -50,122 +52,21 @@ import (
 )
 
 const (
-	defaultTimeout = 120 * time.Second
 	patternModulus = 251
 	chunkSize      = 64 << 10
 )
 
 // ---------------------------------------------------------------------------------------------
-// Output
-
-type output struct {
-	mu sync.Mutex
-	w  *bufio.Writer
-}
-
-func (o *output) emit(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		log.Printf("cannot encode output: %v", err)
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	_, _ = o.w.Write(b)
-	_ = o.w.WriteByte('\n')
-	_ = o.w.Flush()
-}
-
-func (o *output) event(name string, fields map[string]any) {
-	m := map[string]any{"event": name}
-	for k, v := range fields {
-		m[k] = v
-	}
-	o.emit(m)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Arguments
 
-type args struct {
-	m   map[string]json.RawMessage
-	err error
-}
-
-func (a *args) fail(format string, v ...any) {
-	if a.err == nil {
-		a.err = fmt.Errorf(format, v...)
-	}
-}
-
-func (a *args) has(k string) bool {
-	v, ok := a.m[k]
-	return ok && string(v) != "null"
-}
-
-func (a *args) decode(k string, dst any) bool {
-	if !a.has(k) {
-		return false
-	}
-	if err := json.Unmarshal(a.m[k], dst); err != nil {
-		a.fail("argument %q: %v", k, err)
-		return false
-	}
-	return true
-}
-
-func (a *args) str(k string) string {
-	var s string
-	if !a.decode(k, &s) {
-		a.fail("missing argument %q", k)
-	}
-	return s
-}
-
-func (a *args) optStr(k, def string) string {
-	s := def
-	a.decode(k, &s)
-	return s
-}
-
-func (a *args) optInt(k string, def int64) int64 {
-	n := def
-	a.decode(k, &n)
-	return n
-}
-
-func (a *args) optBool(k string, def bool) bool {
-	b := def
-	a.decode(k, &b)
-	return b
-}
-
-func (a *args) strList(k string) []string {
-	var l []string
-	a.decode(k, &l)
-	return l
-}
-
-func (a *args) peer(k string) peer.ID {
-	s := a.str(k)
-	if a.err != nil {
-		return ""
-	}
-	p, err := peer.Decode(s)
-	if err != nil {
-		a.fail("argument %q: bad peer id: %v", k, err)
-	}
-	return p
-}
-
 // protocols reads "protocols" (a list) or else "protocol" (a string), or the default.
-func (a *args) protocols(def string) []protocol.ID {
-	if l := a.strList("protocols"); len(l) > 0 {
+func protocols(a *jsonl.Args, def string) []protocol.ID {
+	if l := a.StrList("protocols"); len(l) > 0 {
 		return protocol.ConvertFromStrings(l)
 	}
-	p := a.optStr("protocol", def)
+	p := a.OptStr("protocol", def)
 	if p == "" {
-		a.fail("missing argument \"protocol\"")
+		a.Fail("missing argument \"protocol\"")
 	}
 	return []protocol.ID{protocol.ID(p)}
 }
@@ -284,15 +185,13 @@ func isReset(err error) bool {
 	return errors.Is(err, network.ErrReset) || errors.As(err, &se)
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 // ---------------------------------------------------------------------------------------------
 // Stream tracing (--trace-streams): wraps the default resource manager to report the protocol
 // of every stream, both directions, including those go-libp2p opens by itself.
 
 type tracingRcmgr struct {
 	network.ResourceManager
-	out *output
+	out *jsonl.Output
 }
 
 func (t *tracingRcmgr) OpenStream(p peer.ID, dir network.Direction) (network.StreamManagementScope, error) {
@@ -305,27 +204,16 @@ func (t *tracingRcmgr) OpenStream(p peer.ID, dir network.Direction) (network.Str
 
 type tracingStreamScope struct {
 	network.StreamManagementScope
-	out  *output
+	out  *jsonl.Output
 	peer peer.ID
 	dir  network.Direction
 }
 
 func (s *tracingStreamScope) SetProtocol(proto protocol.ID) error {
-	s.out.event("stream_protocol", map[string]any{
-		"peer_id": s.peer.String(), "direction": dirName(s.dir), "protocol": string(proto),
+	s.out.Event("stream_protocol", map[string]any{
+		"peer_id": s.peer.String(), "direction": jsonl.DirName(s.dir), "protocol": string(proto),
 	})
 	return s.StreamManagementScope.SetProtocol(proto)
-}
-
-func dirName(d network.Direction) string {
-	switch d {
-	case network.DirInbound:
-		return "inbound"
-	case network.DirOutbound:
-		return "outbound"
-	default:
-		return "unknown"
-	}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,7 +227,7 @@ type scriptedStream struct {
 
 type app struct {
 	h   host.Host
-	out *output
+	out *jsonl.Output
 	ctx context.Context
 
 	streamsMu sync.Mutex
@@ -350,10 +238,8 @@ type app struct {
 	identified map[peer.ID]*event.EvtPeerIdentificationCompleted
 }
 
-type handlerFunc func(ctx context.Context, a *args) (map[string]any, error)
-
-func (ap *app) commands() map[string]handlerFunc {
-	return map[string]handlerFunc{
+func (ap *app) commands() map[string]jsonl.Handler {
+	return map[string]jsonl.Handler{
 		"info":               ap.cmdInfo,
 		"connect":            ap.cmdConnect,
 		"echo":               ap.cmdEcho,
@@ -384,7 +270,7 @@ func (ap *app) addrs() []string {
 	return out
 }
 
-func (ap *app) cmdInfo(context.Context, *args) (map[string]any, error) {
+func (ap *app) cmdInfo(context.Context, *jsonl.Args) (map[string]any, error) {
 	return map[string]any{
 		"peer_id":   ap.h.ID().String(),
 		"addrs":     ap.addrs(),
@@ -392,11 +278,11 @@ func (ap *app) cmdInfo(context.Context, *args) (map[string]any, error) {
 	}, nil
 }
 
-func (ap *app) cmdConnect(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	addrStrs := a.strList("addrs")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdConnect(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	addrStrs := a.StrList("addrs")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	info := peer.AddrInfo{ID: p}
 	for _, s := range addrStrs {
@@ -410,7 +296,7 @@ func (ap *app) cmdConnect(ctx context.Context, a *args) (map[string]any, error) 
 	if err := ap.h.Connect(ctx, info); err != nil {
 		return nil, err
 	}
-	res := map[string]any{"elapsed_ms": ms(time.Since(start))}
+	res := map[string]any{"elapsed_ms": jsonl.Ms(time.Since(start))}
 	if conns := ap.h.Network().ConnsToPeer(p); len(conns) > 0 {
 		for k, v := range connInfo(conns[0]) {
 			res[k] = v
@@ -432,13 +318,13 @@ func (ap *app) newStream(ctx context.Context, p peer.ID, protos ...protocol.ID) 
 	return s, nil
 }
 
-func (ap *app) cmdEcho(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	count := a.optInt("count", 1)
-	size := a.optInt("size", 1024)
-	protos := a.protocols("/echo/1.0.0")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdEcho(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	count := a.OptInt("count", 1)
+	size := a.OptInt("size", 1024)
+	protos := protocols(a, "/echo/1.0.0")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -461,7 +347,7 @@ func (ap *app) cmdEcho(ctx context.Context, a *args) (map[string]any, error) {
 	if len(all) > 0 {
 		return nil, fmt.Errorf("%d of %d echo streams failed; first: %s", len(all), count, all[0])
 	}
-	return map[string]any{"streams": count, "bytes_per_stream": size, "elapsed_ms": ms(time.Since(start))}, nil
+	return map[string]any{"streams": count, "bytes_per_stream": size, "elapsed_ms": jsonl.Ms(time.Since(start))}, nil
 }
 
 func (ap *app) echoOnce(ctx context.Context, p peer.ID, protos []protocol.ID, size int64) error {
@@ -501,12 +387,12 @@ func (ap *app) echoOnce(ctx context.Context, p peer.ID, protos []protocol.ID, si
 	return nil
 }
 
-func (ap *app) cmdSendBulk(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	total := a.optInt("bytes", 1<<20)
-	protos := a.protocols("/sink/1.0.0")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdSendBulk(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	total := a.OptInt("bytes", 1<<20)
+	protos := protocols(a, "/sink/1.0.0")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	start := time.Now()
 	s, err := ap.newStream(ctx, p, protos...)
@@ -514,7 +400,7 @@ func (ap *app) cmdSendBulk(ctx context.Context, a *args) (map[string]any, error)
 		return nil, err
 	}
 	defer s.Close()
-	sum, err := writePattern(s, total, a.optBool("hash", true))
+	sum, err := writePattern(s, total, a.OptBool("hash", true))
 	if err != nil {
 		s.Reset()
 		return nil, err
@@ -530,18 +416,18 @@ func (ap *app) cmdSendBulk(ctx context.Context, a *args) (map[string]any, error)
 	elapsed := time.Since(start)
 	return map[string]any{
 		"bytes": total, "sha256": sum, "received": received,
-		"elapsed_ms": ms(elapsed), "write_ms": ms(written),
+		"elapsed_ms": jsonl.Ms(elapsed), "write_ms": jsonl.Ms(written),
 		"mib_per_s": float64(total) / (1 << 20) / elapsed.Seconds(),
 	}, nil
 }
 
-func (ap *app) cmdFetchBulk(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	total := a.optInt("bytes", 1<<20)
-	closeWrite := a.optBool("close_write", true)
-	protos := a.protocols("/source/1.0.0")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdFetchBulk(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	total := a.OptInt("bytes", 1<<20)
+	closeWrite := a.OptBool("close_write", true)
+	protos := protocols(a, "/source/1.0.0")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	start := time.Now()
 	s, err := ap.newStream(ctx, p, protos...)
@@ -570,19 +456,19 @@ func (ap *app) cmdFetchBulk(ctx context.Context, a *args) (map[string]any, error
 	}
 	elapsed := time.Since(start)
 	return map[string]any{
-		"bytes": n, "sha256": sum, "elapsed_ms": ms(elapsed),
+		"bytes": n, "sha256": sum, "elapsed_ms": jsonl.Ms(elapsed),
 		"mib_per_s": float64(n) / (1 << 20) / elapsed.Seconds(),
 	}, nil
 }
 
-func (ap *app) cmdMessages(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	count := a.optInt("count", 1000)
-	size := a.optInt("size", 64)
-	verify := a.optBool("verify", true)
-	protos := a.protocols("/echo/1.0.0")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdMessages(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	count := a.OptInt("count", 1000)
+	size := a.OptInt("size", 64)
+	verify := a.OptBool("verify", true)
+	protos := protocols(a, "/echo/1.0.0")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if size <= 0 || size > chunkSize {
 		return nil, fmt.Errorf("size must be in 1..%d", chunkSize)
@@ -617,16 +503,16 @@ func (ap *app) cmdMessages(ctx context.Context, a *args) (map[string]any, error)
 	}
 	elapsed := time.Since(start)
 	return map[string]any{
-		"messages": count, "bytes": total, "elapsed_ms": ms(elapsed),
+		"messages": count, "bytes": total, "elapsed_ms": jsonl.Ms(elapsed),
 		"messages_per_s": float64(count) / elapsed.Seconds(),
 	}, nil
 }
 
-func (ap *app) cmdPing(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	count := a.optInt("count", 1)
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdPing(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	count := a.OptInt("count", 1)
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -649,10 +535,21 @@ func (ap *app) cmdPing(ctx context.Context, a *args) (map[string]any, error) {
 	return map[string]any{"rtts_us": rtts}, nil
 }
 
-func (ap *app) cmdIdentifyInfo(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdIdentifyInfo(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
+	}
+	// Identify runs in the background after a connection opens; answer only once it has
+	// finished on every connection to p, so the peerstore holds what the peer said.
+	if ids, ok := ap.h.(interface{ IDService() identify.IDService }); ok {
+		for _, c := range ap.h.Network().ConnsToPeer(p) {
+			select {
+			case <-ids.IDService().IdentifyWait(c):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("identify of %s did not finish: %w", p, ctx.Err())
+			}
+		}
 	}
 	ps := ap.h.Peerstore()
 	protos, err := ps.GetProtocols(p)
@@ -718,10 +615,10 @@ func (ap *app) register(s network.Stream) string {
 	return id
 }
 
-func (ap *app) lookup(a *args) (*scriptedStream, error) {
-	id := a.str("stream_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) lookup(a *jsonl.Args) (*scriptedStream, error) {
+	id := a.Str("stream_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	ap.streamsMu.Lock()
 	defer ap.streamsMu.Unlock()
@@ -736,12 +633,12 @@ func (ap *app) lookup(a *args) (*scriptedStream, error) {
 // goes through host.NewStream exactly as applications do: lazy negotiation when identify
 // said the peer supports the protocol, eager otherwise. "eager" always waits for the
 // multistream answer; "lazy" always sends the proposal with the first write (or close).
-func (ap *app) cmdOpenRaw(ctx context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	protos := a.protocols("")
-	mode := a.optStr("mode", "host")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdOpenRaw(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	protos := protocols(a, "")
+	mode := a.OptStr("mode", "host")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	var s network.Stream
 	lazy := false
@@ -795,14 +692,14 @@ func (ap *app) cmdOpenRaw(ctx context.Context, a *args) (map[string]any, error) 
 	return map[string]any{"stream_id": id, "protocol": string(s.Protocol()), "lazy": lazy}, nil
 }
 
-func (ap *app) cmdStreamWrite(ctx context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamWrite(ctx context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
 	}
-	data, err := hex.DecodeString(a.str("hex"))
-	if a.err != nil {
-		return nil, a.err
+	data, err := hex.DecodeString(a.Str("hex"))
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bad hex: %w", err)
@@ -821,15 +718,15 @@ func (ap *app) cmdStreamWrite(ctx context.Context, a *args) (map[string]any, err
 
 // cmdStreamRead reads until n bytes arrived (n <= 0: until EOF), EOF, an error or the timeout.
 // Errors are not failures of the command: they are described in the answer.
-func (ap *app) cmdStreamRead(_ context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamRead(_ context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
 	}
-	n := a.optInt("n", 0)
-	timeout := time.Duration(a.optInt("timeout_ms", 5000)) * time.Millisecond
-	if a.err != nil {
-		return nil, a.err
+	n := a.OptInt("n", 0)
+	timeout := time.Duration(a.OptInt("timeout_ms", 5000)) * time.Millisecond
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	st.readMu.Lock()
 	defer st.readMu.Unlock()
@@ -856,7 +753,7 @@ func (ap *app) cmdStreamRead(_ context.Context, a *args) (map[string]any, error)
 	return res, nil
 }
 
-func (ap *app) cmdStreamCloseWrite(_ context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamCloseWrite(_ context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
@@ -864,7 +761,7 @@ func (ap *app) cmdStreamCloseWrite(_ context.Context, a *args) (map[string]any, 
 	return map[string]any{}, st.s.CloseWrite()
 }
 
-func (ap *app) cmdStreamCloseRead(_ context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamCloseRead(_ context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
@@ -872,22 +769,22 @@ func (ap *app) cmdStreamCloseRead(_ context.Context, a *args) (map[string]any, e
 	return map[string]any{}, st.s.CloseRead()
 }
 
-func (ap *app) cmdStreamReset(_ context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamReset(_ context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
 	}
-	if a.has("error_code") {
-		code := a.optInt("error_code", 0)
-		if a.err != nil {
-			return nil, a.err
+	if a.Has("error_code") {
+		code := a.OptInt("error_code", 0)
+		if a.Err() != nil {
+			return nil, a.Err()
 		}
 		return map[string]any{}, st.s.ResetWithError(network.StreamErrorCode(code))
 	}
 	return map[string]any{}, st.s.Reset()
 }
 
-func (ap *app) cmdStreamClose(_ context.Context, a *args) (map[string]any, error) {
+func (ap *app) cmdStreamClose(_ context.Context, a *jsonl.Args) (map[string]any, error) {
 	st, err := ap.lookup(a)
 	if err != nil {
 		return nil, err
@@ -902,7 +799,7 @@ func connInfo(c network.Conn) map[string]any {
 	cs := c.ConnState()
 	return map[string]any{
 		"conn_id":      c.ID(),
-		"direction":    dirName(c.Stat().Direction),
+		"direction":    jsonl.DirName(c.Stat().Direction),
 		"security":     string(cs.Security),
 		"muxer":        string(cs.StreamMultiplexer),
 		"transport":    cs.Transport,
@@ -915,10 +812,10 @@ func connInfo(c network.Conn) map[string]any {
 	}
 }
 
-func (ap *app) cmdConns(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdConns(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	conns := ap.h.Network().ConnsToPeer(p)
 	list := make([]map[string]any, 0, len(conns))
@@ -927,7 +824,7 @@ func (ap *app) cmdConns(_ context.Context, a *args) (map[string]any, error) {
 		streams := []map[string]any{}
 		for _, s := range c.GetStreams() {
 			streams = append(streams, map[string]any{
-				"protocol": string(s.Protocol()), "direction": dirName(s.Stat().Direction),
+				"protocol": string(s.Protocol()), "direction": jsonl.DirName(s.Stat().Direction),
 			})
 		}
 		ci["streams"] = streams
@@ -939,10 +836,10 @@ func (ap *app) cmdConns(_ context.Context, a *args) (map[string]any, error) {
 	}, nil
 }
 
-func (ap *app) cmdDisconnect(_ context.Context, a *args) (map[string]any, error) {
-	p := a.peer("peer_id")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdDisconnect(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	p := a.Peer("peer_id")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	n := len(ap.h.Network().ConnsToPeer(p))
 	return map[string]any{"closed": n}, ap.h.Network().ClosePeer(p)
@@ -984,7 +881,7 @@ func (ap *app) reportReset(s network.Stream, err error) {
 		for k, v := range describeErr(err) {
 			f[k] = v
 		}
-		ap.out.event("stream_reset", f)
+		ap.out.Event("stream_reset", f)
 	}
 }
 
@@ -1003,7 +900,7 @@ func (ap *app) handleEcho(s network.Stream) {
 	} else {
 		_ = s.Close()
 	}
-	ap.out.event("echo_done", f)
+	ap.out.Event("echo_done", f)
 }
 
 func (ap *app) handleSink(s network.Stream) {
@@ -1017,7 +914,7 @@ func (ap *app) handleSink(s network.Stream) {
 		f["error"] = err.Error()
 		ap.reportReset(s, err)
 	}
-	ap.out.event("sink_done", f)
+	ap.out.Event("sink_done", f)
 	if err != nil {
 		s.Reset()
 		return
@@ -1054,14 +951,14 @@ func (ap *app) handleReset(s network.Stream) {
 func (ap *app) handleHold(s network.Stream) {
 	f := ap.streamFields(s)
 	f["stream_id"] = ap.register(s)
-	ap.out.event("stream_opened", f)
+	ap.out.Event("stream_opened", f)
 }
 
-func (ap *app) cmdSetHandler(_ context.Context, a *args) (map[string]any, error) {
-	proto := a.str("protocol")
-	name := a.optStr("behaviour", "echo")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdSetHandler(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	proto := a.Str("protocol")
+	name := a.OptStr("behaviour", "echo")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	h, err := ap.behaviour(name)
 	if err != nil {
@@ -1071,10 +968,10 @@ func (ap *app) cmdSetHandler(_ context.Context, a *args) (map[string]any, error)
 	return map[string]any{}, nil
 }
 
-func (ap *app) cmdRemoveHandler(_ context.Context, a *args) (map[string]any, error) {
-	proto := a.str("protocol")
-	if a.err != nil {
-		return nil, a.err
+func (ap *app) cmdRemoveHandler(_ context.Context, a *jsonl.Args) (map[string]any, error) {
+	proto := a.Str("protocol")
+	if a.Err() != nil {
+		return nil, a.Err()
 	}
 	ap.h.RemoveStreamHandler(protocol.ID(proto))
 	return map[string]any{}, nil
@@ -1132,13 +1029,13 @@ func (ap *app) watchEvents() error {
 					ap.identMu.Lock()
 					ap.identified[ev.Peer] = &ev
 					ap.identMu.Unlock()
-					ap.out.event("identified", identifiedFields(&ev))
+					ap.out.Event("identified", identifiedFields(&ev))
 				case event.EvtPeerIdentificationFailed:
-					ap.out.event("identify_failed", map[string]any{
+					ap.out.Event("identify_failed", map[string]any{
 						"peer_id": ev.Peer.String(), "error": fmt.Sprint(ev.Reason),
 					})
 				case event.EvtPeerProtocolsUpdated:
-					ap.out.event("protocols_updated", map[string]any{
+					ap.out.Event("protocols_updated", map[string]any{
 						"peer_id": ev.Peer.String(),
 						"added":   protocol.ConvertToStrings(ev.Added),
 						"removed": protocol.ConvertToStrings(ev.Removed),
@@ -1151,13 +1048,13 @@ func (ap *app) watchEvents() error {
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			f := connInfo(c)
 			f["peer_id"] = c.RemotePeer().String()
-			ap.out.event("connected", f)
+			ap.out.Event("connected", f)
 		},
 		DisconnectedF: func(n network.Network, c network.Conn) {
-			ap.out.event("disconnected", map[string]any{
+			ap.out.Event("disconnected", map[string]any{
 				"peer_id":    c.RemotePeer().String(),
 				"conn_id":    c.ID(),
-				"direction":  dirName(c.Stat().Direction),
+				"direction":  jsonl.DirName(c.Stat().Direction),
 				"conns_left": len(n.ConnsToPeer(c.RemotePeer())),
 			})
 		},
@@ -1168,7 +1065,7 @@ func (ap *app) watchEvents() error {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-func buildOptions(seed, security, listen string, trace, unlimited bool, out *output) ([]libp2p.Option, error) {
+func buildOptions(seed, security, listen string, trace, unlimited bool, out *jsonl.Output) ([]libp2p.Option, error) {
 	var key crypto.PrivKey
 	var err error
 	if seed != "" {
@@ -1234,7 +1131,7 @@ func main() {
 	log.SetOutput(os.Stderr)
 	log.SetPrefix("p2p-peer: ")
 
-	out := &output{w: bufio.NewWriter(os.Stdout)}
+	out := jsonl.NewOutput(os.Stdout)
 	opts, err := buildOptions(*seed, *security, *listen, *trace, *unlimited, out)
 	if err != nil {
 		log.Fatal(err)
@@ -1259,7 +1156,7 @@ func main() {
 	if err := ap.watchEvents(); err != nil {
 		log.Fatalf("event bus: %v", err)
 	}
-	out.event("ready", map[string]any{
+	out.Event("ready", map[string]any{
 		"peer_id":   h.ID().String(),
 		"addrs":     ap.addrs(),
 		"protocols": protocol.ConvertToStrings(h.Mux().Protocols()),
@@ -1267,76 +1164,10 @@ func main() {
 		"pid":       os.Getpid(),
 	})
 
-	var quitOnce sync.Once
-	quit := func(code int) {
-		quitOnce.Do(func() {
-			cancel()
-			if err := h.Close(); err != nil {
-				log.Printf("closing host: %v", err)
-			}
-			os.Exit(code)
-		})
-	}
-
-	cmds := ap.commands()
-	in := bufio.NewReaderSize(os.Stdin, 1<<20)
-	for {
-		line, err := in.ReadBytes('\n')
-		if len(strings.TrimSpace(string(line))) > 0 {
-			ap.dispatch(line, cmds, quit)
+	jsonl.Serve(ctx, os.Stdin, out, ap.commands(), func() {
+		cancel()
+		if err := h.Close(); err != nil {
+			log.Printf("closing host: %v", err)
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				log.Printf("stdin: %v", err)
-			}
-			quit(0)
-		}
-	}
-}
-
-func (ap *app) dispatch(line []byte, cmds map[string]handlerFunc, quit func(int)) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(line, &m); err != nil {
-		ap.out.emit(map[string]any{"id": nil, "ok": false, "error": "bad JSON: " + err.Error()})
-		return
-	}
-	id := m["id"]
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	a := &args{m: m}
-	cmd := a.str("cmd")
-	timeout := time.Duration(a.optInt("timeout_ms", int64(defaultTimeout/time.Millisecond))) * time.Millisecond
-	if a.err != nil {
-		ap.out.emit(map[string]any{"id": id, "ok": false, "error": a.err.Error()})
-		return
-	}
-	if cmd == "quit" {
-		ap.out.emit(map[string]any{"id": id, "ok": true})
-		go quit(0)
-		return
-	}
-	fn, ok := cmds[cmd]
-	if !ok {
-		ap.out.emit(map[string]any{"id": id, "ok": false, "error": fmt.Sprintf("unknown command %q", cmd)})
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(ap.ctx, timeout)
-		defer cancel()
-		res, err := fn(ctx, a)
-		if err == nil && a.err != nil {
-			err = a.err
-		}
-		if err != nil {
-			ap.out.emit(map[string]any{"id": id, "ok": false, "error": err.Error()})
-			return
-		}
-		if res == nil {
-			res = map[string]any{}
-		}
-		res["id"] = id
-		res["ok"] = true
-		ap.out.emit(res)
-	}()
+	})
 }
