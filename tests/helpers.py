@@ -1,8 +1,9 @@
-"""Test helpers shared by the SDK suites: joining two sans-I/O cores in memory (after h11's
-ConnectionPair) and feeding transcripts split at every byte."""
+"""Test helpers shared by the suites: joining two sans-I/O cores in memory (after h11's
+ConnectionPair), feeding transcripts split at every byte, and picking a free local port."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -31,3 +32,11 @@ def splits(data: bytes) -> Iterator[list[bytes]]:
     for i in range(1, len(data)):
         yield [data[:i], data[i:]]
     yield [data[i : i + 1] for i in range(len(data))]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +23,10 @@ from glueberry_gateway.client import GatewayClient
 from glueberry_gateway.gateway import Gateway
 from glueberry_gateway.relay import Tap
 from glueberry_gateway.settings import Backend, Settings
+from tests.helpers import free_port
 
 ORIGIN = "http://app.test"
 STREAMS = ["chat", "files"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

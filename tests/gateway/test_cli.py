@@ -25,6 +25,7 @@ from glueberry.p2p.keys import PeerID
 from glueberry_gateway.auth import auth_message
 from glueberry_gateway.cli import build_parser, main, read_key_file
 from glueberry_gateway.codec import b64d, b64e
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "gateway" / "gateway.example.toml"
@@ -204,13 +205,6 @@ class TestHelp:
 # A running process.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class RunningGateway:
     process: asyncio.subprocess.Process
@@ -224,7 +218,7 @@ class RunningGateway:
 
 
 async def _start(tmp_path: Path, *, drain_timeout: float) -> RunningGateway:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "gw.toml"
     config.write_text(
         f'listen = "127.0.0.1:{port}"\n'

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from glueberry.exceptions import ConnectionFailed, PeerBlacklisted
 from glueberry.node import Node
 from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry.wire.cipher import StreamCipher
+from tests.helpers import free_port
 from tests.interop.conftest import StartPeer
 from tests.interop.goproc import GoPeer
 
@@ -272,7 +272,7 @@ class TestConnectionLoss:
         """Python dialled; the Go process dies. Unlike Go (which reports nothing), our node emits
         Disconnected, then reconnects to the address-book peer once it is back (same key, port)."""
         seed = os.urandom(32).hex()
-        port = _free_port()
+        port = free_port()
         args = ("--seed", seed, "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--streams", ",".join(STREAMS))
         go = await start_glueberry(*args, name="go-1")
         py = await make_node(reconnect_base_delay=0.2, reconnect_max_delay=0.5, reconnect_max_attempts=30)
@@ -364,10 +364,3 @@ class TestHandshakeTimeout:
             await py.send(PeerID.from_string(go.peer_id), "handshake", b"\x09")  # unknown type: ignored
         await go.wait_event("state", lambda e: e["state"] == "Cooldown", timeout=5)
         await go.wait_event("state", lambda e: e["state"] == "Disconnected", timeout=5)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
