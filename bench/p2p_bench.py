@@ -140,18 +140,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--bulk-mib", type=int, default=256)
     args = parser.parse_args()
-    try:
-        import uvloop
+    import uvloop
 
-        medians = uvloop.run(run(args.rounds, args.messages, args.bulk_mib))
-        loop_name = "uvloop"
-    except ImportError:
-        medians = asyncio.run(run(args.rounds, args.messages, args.bulk_mib))
-        loop_name = "asyncio"
+    medians = uvloop.run(run(args.rounds, args.messages, args.bulk_mib))
     base = medians["go->go"]
     print(
         f"# libp2p loopback, {time.strftime('%Y-%m-%d')}, {platform.node()}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()} ({loop_name}), {args.rounds} rounds, medians"
+        f"Python {platform.python_version()} (uvloop), {args.rounds} rounds, medians"
     )
     print("| pair | 1 KiB msgs/s | vs Go↔Go | bulk MB/s | vs Go↔Go |")
     print("|---|---|---|---|---|")

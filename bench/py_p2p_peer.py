@@ -37,9 +37,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    uvloop.run(main())
