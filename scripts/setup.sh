@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need, from nothing, idempotently:
-# Debian packages (chromium, redis-server), a Python venv with the packages in editable mode,
+# Debian's chromium, a Python venv with the packages in editable mode,
 # npm packages, and the Go modules of the interop programs (built into build/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,11 +9,10 @@ VENV=${VENV:-$ROOT/.venv}
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages: real Chromium for Playwright (its own browser download cannot work here)
-#    and Redis for the scale-out tests.
+# 1. Debian packages: real Chromium for Playwright (its own browser download cannot work here).
+#    (Redis joins this list with the multi-process gateway, which is not built yet.)
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     SUDO=""
