@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .exceptions import InvalidConfig, InvalidStreamName
 from .p2p.multiaddr import Multiaddr
+from .wire.framing import GO_MAX_FRAME_SIZE
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -123,7 +124,7 @@ class Config:
                 problems.append(f"{name}: must be at least 1")
         if self.dial_timeout <= 0:
             problems.append("dial_timeout: must be positive")
-        if self.max_message_size > 64 * 1024 * 1024:
+        if self.max_message_size > GO_MAX_FRAME_SIZE:
             problems.append("max_message_size: at most 64 MiB (the Go reader's frame limit)")
         if problems:
             raise InvalidConfig("invalid node configuration:\n  - " + "\n  - ".join(problems))

@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import __version__
-from ._streams import HANDSHAKE_PROTOCOL, GlueberryStream, protocol_id
+from ._streams import HANDSHAKE_PROTOCOL, GlueberryStream, protocol_id, stream_name_of
 from .addressbook import AddressBook, PeerEntry
 from .auto_handshake import HandshakeHandler
 from .config import HANDSHAKE_STREAM, Config, validate_stream_name, validate_stream_names
@@ -89,7 +89,10 @@ class _Peer:
     on_purpose: bool = False  # disconnected by the application: do not reconnect
     bucket: TokenBucket | None = None
     attempts: SlidingWindow | None = None
-    stats: PeerStats | None = None
+    stats: PeerStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stats = PeerStats(self.peer_id)
 
 
 class Node:
@@ -111,7 +114,7 @@ class Node:
         self._signer = LocalSigner(self._key)
         self.peer_id: PeerID = self._signer.peer_id
         self.public_key: bytes = public_key_bytes(self._key)
-        self._listen = [a if isinstance(a, Multiaddr) else Multiaddr.parse(a) for a in config.listen_addrs]
+        self._listen = [_maddr(a) for a in config.listen_addrs]
         self._address_book: AddressBook | None = None
         self._host: Host | None = None
         self._peers: dict[PeerID, _Peer] = {}
@@ -201,7 +204,7 @@ class Node:
     ) -> PeerEntry:
         """Add (or update) a peer; a started node then connects to it (Go's ``AddPeer``)."""
         pid = _pid(peer_id)
-        entry = self._book().add_peer(pid, [_maddr(a) for a in addrs], metadata)
+        entry = self._book().add_peer(pid, addrs, metadata)
         if self._started:
             self._spawn(self._auto_connect(pid))
         return entry
@@ -219,7 +222,7 @@ class Node:
         _log.warning("peer blacklisted: %s", pid)
         peer = self._peers.get(pid)
         if peer is not None:
-            await self._disconnect(peer, reconnect=False)
+            await self._disconnect(peer)
 
     def unblacklist_peer(self, peer_id: PeerID | str) -> None:
         self._book().unblacklist_peer(_pid(peer_id))
@@ -257,7 +260,7 @@ class Node:
     async def disconnect(self, peer_id: PeerID | str) -> None:
         """Close streams and connections with the peer, forget its key; no reconnection."""
         self._require_started()
-        await self._disconnect(self._peer(_pid(peer_id)), reconnect=False)
+        await self._disconnect(self._peer(_pid(peer_id)))
 
     def connection_state(self, peer_id: PeerID | str) -> ConnectionState:
         peer = self._peers.get(_pid(peer_id))
@@ -280,13 +283,7 @@ class Node:
     async def fail_peer(self, peer_id: PeerID | str, error: Exception) -> None:
         """Disconnect a peer because its handshake failed; the Disconnected event carries
         ``error`` and no reconnection follows."""
-        peer = self._peer(_pid(peer_id))
-        peer.on_purpose = True
-        self._cancel_reconnect(peer)
-        self._cancel_timers(peer)
-        await self._cleanup(peer)
-        await self._close_connections(peer)
-        self._set_state(peer, S.DISCONNECTED, error)
+        await self._disconnect(self._peer(_pid(peer_id)), error)
 
     # Handshake.
 
@@ -384,7 +381,6 @@ class Node:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
-        assert peer.stats is not None
         peer.stats.record_sent(stream_name, len(data))
 
     def messages(self) -> AsyncIterator[IncomingMessage]:
@@ -414,18 +410,18 @@ class Node:
 
     def peer_statistics(self, peer_id: PeerID | str) -> PeerStats | None:
         peer = self._peers.get(_pid(peer_id))
-        return peer.stats.snapshot() if peer is not None and peer.stats is not None else None
+        return peer.stats.snapshot() if peer is not None else None
 
     def messages_sent(self, peer_id: PeerID | str) -> int:
         peer = self._peers.get(_pid(peer_id))
-        return peer.stats.messages_sent if peer is not None and peer.stats is not None else 0
+        return peer.stats.messages_sent if peer is not None else 0
 
     # Internals: peers and states.
 
     def _peer(self, pid: PeerID) -> _Peer:
         peer = self._peers.get(pid)
         if peer is None:
-            peer = self._peers[pid] = _Peer(pid, stats=PeerStats(pid))
+            peer = self._peers[pid] = _Peer(pid)
         return peer
 
     def _set_state(self, peer: _Peer, state: ConnectionState, error: Exception | None = None) -> None:
@@ -436,7 +432,6 @@ class Node:
             return
         _log.info("%s: %s -> %s%s", peer.peer_id, peer.state, state, f" ({error})" if error else "")
         peer.state = state
-        assert peer.stats is not None
         if state is S.CONNECTED:
             peer.stats.mark_connected(peer.outbound)
         elif state is S.DISCONNECTED:
@@ -492,13 +487,14 @@ class Node:
             raise error from None
         self._connected(peer, outbound=True)
 
-    async def _disconnect(self, peer: _Peer, *, reconnect: bool) -> None:
-        peer.on_purpose = not reconnect
+    async def _disconnect(self, peer: _Peer, error: Exception | None = None) -> None:
+        """Drop the peer on purpose (no reconnection); the Disconnected event carries ``error``."""
+        peer.on_purpose = True
         self._cancel_reconnect(peer)
         self._cancel_timers(peer)
         await self._cleanup(peer)
         await self._close_connections(peer)
-        self._set_state(peer, S.DISCONNECTED)
+        self._set_state(peer, S.DISCONNECTED, error)
 
     async def _close_connections(self, peer: _Peer) -> None:
         for conn in self._require_host().connections(peer.peer_id):
@@ -643,7 +639,7 @@ class Node:
 
     async def _accept_named_stream(self, stream: Stream) -> None:
         peer = self._peers.get(stream.remote_peer_id)
-        name = stream.protocol[len("/glueberry/stream/") : -len("/1.0.0")]
+        name = stream_name_of(stream.protocol)
         if peer is None or peer.cipher is None or name not in peer.allowed:
             stream.reset()  # as Go: prepared for others, not for this peer
             return
@@ -707,10 +703,8 @@ class Node:
                 return
             if self._handshake is not None and peer.state is S.CONNECTED:
                 await self._handshake.traffic(peer.peer_id)
-        stats = peer.stats
-        assert stats is not None
-        await self._pace(peer, stats)
-        stats.record_received(gstream.name, len(data))
+        await self._pace(peer)
+        peer.stats.record_received(gstream.name, len(data))
         queue = self._messages
         assert queue is not None
         message = IncomingMessage(peer.peer_id, gstream.name, data)
@@ -719,7 +713,7 @@ class Node:
         else:
             queue.put_nowait(message)
 
-    async def _pace(self, peer: _Peer, stats: PeerStats) -> None:
+    async def _pace(self, peer: _Peer) -> None:
         rate = self.config.max_messages_per_second
         if not rate:
             return
@@ -728,7 +722,7 @@ class Node:
             peer.bucket = TokenBucket(rate, max(rate, 1.0), loop.time())
         wait = peer.bucket.take(loop.time())
         if wait:
-            stats.rate_limited += 1
+            peer.stats.rate_limited += 1
             self._refuse("max_messages_per_second")
             while wait:
                 await asyncio.sleep(wait)
@@ -736,7 +730,6 @@ class Node:
 
     def _decryption_failed(self, peer: _Peer, exc: DecryptionFailed) -> None:
         self.decryption_errors += 1
-        assert peer.stats is not None
         peer.stats.decryption_errors += 1
         _log.warning("%s: dropped a frame that failed to decrypt", peer.peer_id)
         callback = self.config.on_decryption_error
