@@ -368,7 +368,7 @@ class AddressBookWriteFailed(GlueberryError):
 class MetadataTooLarge(InvalidArgument):
     """Go's ``ErrMetadataTooLarge``: keys plus values over the limit, counted in UTF-8 bytes."""
 
-    hint = "Store less metadata per peer or raise max_metadata_bytes."
+    hint = "Store less metadata per peer, or raise Config.max_metadata_size (a Node) or max_metadata_bytes (an AddressBook)."
 
 
 _PERMANENT = frozenset({ErrorCode.PEER_BLACKLISTED, ErrorCode.INVALID_CONFIG})

@@ -140,7 +140,9 @@ class Node:
         """
         if self._started:
             raise NodeAlreadyStarted("node already started")
-        self._address_book = AddressBook(self.config.address_book_path)
+        self._address_book = AddressBook(
+            self.config.address_book_path, max_metadata_bytes=self.config.max_metadata_size
+        )
         host_config = HostConfig(
             agent_version=self.config.agent_version or f"glueberry-py/{__version__}",
             dial_timeout=self.config.dial_timeout,
@@ -552,7 +554,8 @@ class Node:
             and peer.peer_id in book
             and not book.is_blacklisted(peer.peer_id)
         ):
-            peer.reconnect_task = asyncio.ensure_future(self._reconnect(peer))
+            # A tracked task, so that stop() cancels it with the others.
+            peer.reconnect_task = self._spawn(self._reconnect(peer))
 
     async def _reconnect(self, peer: _Peer) -> None:
         """Go's reconnection loop: delays min(base·2^n, max) ±10 %, at most max attempts."""
@@ -579,7 +582,8 @@ class Node:
                 return
             self._set_state(peer, S.DISCONNECTED, ConnectionFailed("reconnection attempts exhausted"))
         finally:
-            peer.reconnect_task = None
+            if peer.reconnect_task is asyncio.current_task():  # not a successor started meanwhile
+                peer.reconnect_task = None
 
     async def _auto_connect(self, pid: PeerID) -> None:
         peer = self._peer(pid)
@@ -772,10 +776,12 @@ class Node:
         finally:
             stopped.cancel()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in the background; stop() cancels and awaits it."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

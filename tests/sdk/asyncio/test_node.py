@@ -241,7 +241,18 @@ class TestConnectionLoss:
         await a.send(b.peer_id, "chat", b"back")
         assert (await b.receive(timeout=5)).data == b"back"
 
-    async def test_disconnect_on_purpose_does_not_reconnect(self, make_node: MakeNode) -> None:
+    async def test_stop_cancels_a_pending_reconnection(self, make_node: MakeNode) -> None:
+        a, b = await established_pair(make_node, reconnect_base_delay=30)
+        events = a.events()
+        await b.stop()
+        await wait_state(events, S.RECONNECTING)
+        reconnection = a._peers[b.peer_id].reconnect_task
+        assert reconnection is not None
+        assert not reconnection.done()
+        await a.stop()
+        assert reconnection.cancelled()
+        assert a._peers[b.peer_id].reconnect_task is None
+
         a, b = await established_pair(make_node, reconnect_base_delay=0.05)
         await a.disconnect(b.peer_id)
         await asyncio.sleep(0.3)

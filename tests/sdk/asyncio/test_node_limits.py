@@ -9,8 +9,9 @@ import time
 import pytest
 
 from glueberry.events import ConnectionState
-from glueberry.exceptions import ConnectionFailed, InvalidKey, LimitExceeded
+from glueberry.exceptions import ConnectionFailed, InvalidKey, LimitExceeded, MetadataTooLarge
 from glueberry.limits import SlidingWindow, TokenBucket
+from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
 from tests.sdk.asyncio.conftest import MakeNode, wait_state
 
 S = ConnectionState
@@ -41,6 +42,14 @@ class TestRateArithmetic:
 
 
 class TestLimits:
+    async def test_max_metadata_size_reaches_the_address_book(self, make_node: MakeNode) -> None:
+        node = await make_node(max_metadata_size=32)
+        peer = PeerID.from_public_key(public_key_bytes(generate_private_key()))
+        node.add_peer(peer, ["/ip4/127.0.0.1/tcp/1"], {"note": "x" * 28})  # 4 + 28 bytes: at the limit
+        with pytest.raises(MetadataTooLarge, match="over the limit of 32"):
+            node.add_peer(peer, ["/ip4/127.0.0.1/tcp/1"], {"note": "x" * 29})
+        assert node.get_peer(peer).metadata == {"note": "x" * 28}
+
     async def test_max_peers(self, make_node: MakeNode) -> None:
         hub = await make_node(max_peers=1)
         a = await make_node()
