@@ -35,7 +35,7 @@ from ..exceptions import InvalidState, NegotiationFailed
 from . import noise as noise_mod
 from . import yamux as yamux_mod
 from .keys import PeerID
-from .multistream import MultistreamClient, MultistreamServer, ProtocolAgreed
+from .multistream import MultistreamClient, MultistreamServer
 
 __all__ = [
     "MUXER_PROTOCOL",
@@ -138,13 +138,11 @@ class ConnectionCore:
         """
         self._check_open()
         try:
-            if self.stage is Stage.MUXED:
-                self._noise_in(data)  # the hot path
-            elif self.stage is Stage.SECURITY_NEGOTIATION:
+            if self.stage is not Stage.SECURITY_NEGOTIATION:
+                self._noise_in(data)  # Noise carries everything after security negotiation
+            else:
                 self._negotiation.receive_data(data)
                 self._after_security_negotiation()
-            else:
-                self._noise_in(data)
         except BaseException:
             self._fail()
             raise
@@ -232,7 +230,7 @@ class ConnectionCore:
                 self.remote_public_key = event.remote_identity_key
                 self._events.append(SecurityEstablished(event.remote_peer_id, event.remote_identity_key))
                 if self._muxers and MUXER_PROTOCOL in event.remote_stream_muxers:
-                    self._start_yamux(ProtocolAgreed(MUXER_PROTOCOL, b""))
+                    self._start_yamux(b"")
                     continue
                 self.stage = Stage.MUXER_NEGOTIATION
                 self._negotiation = (
@@ -252,21 +250,22 @@ class ConnectionCore:
         self._negotiation.receive_data(data)
         self._send_negotiation_output()
         for agreed in self._negotiation.events_received():
-            self._start_yamux(agreed)
+            self._start_yamux(agreed.remainder)
 
     def _send_negotiation_output(self) -> None:
         assert self._noise is not None
         for chunk in self._negotiation.data_to_send():
             self._noise.send_data(chunk)
 
-    def _start_yamux(self, agreed: ProtocolAgreed) -> None:
+    def _start_yamux(self, remainder: bytes) -> None:
+        """``remainder``: bytes that followed the muxer negotiation, already yamux's."""
         self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
         self.stage = Stage.MUXED
         self._negotiation = _DONE  # free the negotiation cores: thousands of connections live long
         self._noise_args = None
         self._events.append(UpgradeCompleted())
-        if agreed.remainder:
-            self._yamux.receive_data(agreed.remainder)
+        if remainder:
+            self._yamux.receive_data(remainder)
             self._events += self._yamux.events_received()
 
     def _fail(self) -> None:

@@ -168,17 +168,17 @@ class MultistreamClient(_Negotiation):
         if not protocols:
             raise LocalProtocolError("multistream: nothing to propose")
         self._protocols = list(protocols)
-        for protocol in self._protocols:
-            encode_message(protocol)  # validates the length before anything is sent
+        # Encoded up front, which also checks every length before anything is sent.
+        self._proposals = [encode_message(protocol) for protocol in self._protocols]
         super().__init__()
 
     def _parse(self) -> Parser[None]:
-        self._out.append(_HEADER_BYTES + encode_message(self._protocols[0]))
+        self._out.append(_HEADER_BYTES + self._proposals[0])
         yield  # construction stops here; the rest runs as bytes arrive
         yield from self._expect_header()
         for i, protocol in enumerate(self._protocols):
             if i:
-                self._out.append(encode_message(protocol))
+                self._out.append(self._proposals[i])
             answer = yield from _read_message(self._reader)
             if answer == protocol:
                 self._agree(protocol)

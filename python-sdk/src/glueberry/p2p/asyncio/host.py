@@ -122,7 +122,7 @@ class Host(ConnectionCallbacks):
         self._closing = True
         for server in self._servers:
             server.close()
-        conns = [c for cs in self._connections.values() for c in cs]
+        conns = self.connections()
         for conn in conns:
             conn.close()
         for conn in conns:
@@ -208,7 +208,7 @@ class Host(ConnectionCallbacks):
             signer = self.signer
         else:
             static_key = static_key or generate_static_key()
-            signature = await signer.sign(noise_signature_payload(_public(static_key)))
+            signature = await _sign_static_key(signer, static_key)
         targets = [a.tcp_target() for a in addrs]
         usable = [t for t in targets if t is not None]
         if not usable:
@@ -254,7 +254,7 @@ class Host(ConnectionCallbacks):
     # ConnectionCallbacks (called by our connections).
 
     def supports(self, protocol: str) -> bool:
-        return protocol in self._handlers or any(match(protocol) for match, _ in self._matchers)
+        return self._handler_for(protocol) is not None
 
     def _handler_for(self, protocol: str) -> StreamHandler | None:
         handler = self._handlers.get(protocol)
@@ -357,7 +357,7 @@ class Host(ConnectionCallbacks):
 
     async def _own_signature(self) -> bytes:
         if self._signature is None:
-            self._signature = await self.signer.sign(noise_signature_payload(_public(self._static_key)))
+            self._signature = await _sign_static_key(self.signer, self._static_key)
         return self._signature
 
     def _count_refusal(self, reason: str) -> None:
@@ -385,7 +385,6 @@ class Host(ConnectionCallbacks):
         )
 
 
-def _public(key: X25519PrivateKey) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+async def _sign_static_key(signer: Signer, static_key: X25519PrivateKey) -> bytes:
+    """``signer``'s libp2p identity proof for the Noise static key (noise/README.md payload)."""
+    return await signer.sign(noise_signature_payload(static_key.public_key().public_bytes_raw()))

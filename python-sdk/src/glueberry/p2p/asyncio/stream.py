@@ -222,17 +222,14 @@ class Stream:
         self._wake_reader()
 
     def _on_window(self) -> None:
-        waiter = self._write_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _wake(self._write_waiter)
 
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
         self._buffer.clear()
-        for waiter in (self._read_waiter, self._write_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        _wake(self._read_waiter)
+        _wake(self._write_waiter)
         if self._negotiated is not None and not self._negotiated.done():
             self._negotiated.set_exception(exc)
             self._negotiated.exception()  # the opener may have given up already: mark it retrieved
@@ -240,9 +237,7 @@ class Stream:
             self._callback(b"")
 
     def _wake_reader(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _wake(self._read_waiter)
 
     async def _wait_readable(self) -> None:
         self._read_waiter = self._conn.loop.create_future()
@@ -257,3 +252,8 @@ class Stream:
             await self._write_waiter
         finally:
             self._write_waiter = None
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
