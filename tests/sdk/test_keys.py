@@ -53,6 +53,15 @@ class TestPeerIDParsing:
     def test_sha256_peer_id_has_no_embedded_key(self) -> None:
         pid = PeerID.from_string("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
         assert pid.public_key() is None
+        assert pid.ed25519_key() is None
+
+    def test_ed25519_key_only_of_the_canonical_encoding(self) -> None:
+        pub = b"\x11" * 32
+        assert PeerID.from_public_key(pub).ed25519_key() == pub
+        reordered = bytes.fromhex("1220") + pub + bytes.fromhex("0801")  # same key, other bytes
+        odd = PeerID(bytes([0, len(reordered)]) + reordered)
+        assert odd.public_key() == pub
+        assert odd.ed25519_key() is None
 
     @pytest.mark.parametrize(
         "text",

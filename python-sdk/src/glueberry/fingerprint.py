@@ -19,12 +19,9 @@ import hashlib
 from typing import Final
 
 from .exceptions import InvalidPeerID
-from .p2p.keys import PeerID
+from .p2p.keys import ED25519_MULTIHASH_PREFIX, PeerID
 
 __all__ = ["ED25519_MULTIHASH_PREFIX", "fingerprint"]
-
-#: Multihash identity (0x00), length 36 (0x24), protobuf ``Type: Ed25519`` (08 01), ``Data`` (12 20).
-ED25519_MULTIHASH_PREFIX: Final = bytes.fromhex("002408011220")
 _DIGEST_BYTES: Final = 10  # 80 bits: 16 base32 characters, no padding
 
 
@@ -39,10 +36,7 @@ def fingerprint(peer_id: PeerID | str) -> str:
         peer_id = PeerID.from_string(peer_id)
     elif not isinstance(peer_id, PeerID):
         raise InvalidPeerID(f"not a peer ID: {type(peer_id).__name__}")
-    multihash = peer_id.multihash
-    if len(multihash) != len(ED25519_MULTIHASH_PREFIX) + 32 or not multihash.startswith(
-        ED25519_MULTIHASH_PREFIX
-    ):
+    if peer_id.ed25519_key() is None:
         raise InvalidPeerID(f"not an Ed25519 (12D3KooW…) peer ID: {peer_id}")
-    text = base64.b32encode(hashlib.sha256(multihash).digest()[:_DIGEST_BYTES]).decode("ascii")
+    text = base64.b32encode(hashlib.sha256(peer_id.multihash).digest()[:_DIGEST_BYTES]).decode("ascii")
     return "-".join(text[i : i + 4] for i in range(0, 16, 4))

@@ -310,8 +310,7 @@ class HelloHandshake:
     ) -> None:
         if not isinstance(remote_peer_id, PeerID):
             raise InvalidPeerID(f"remote_peer_id must be a PeerID, got {type(remote_peer_id).__name__}")
-        embedded = remote_peer_id.public_key()
-        if embedded is None or PeerID.from_public_key(embedded) != remote_peer_id:
+        if remote_peer_id.ed25519_key() is None:
             raise InvalidPeerID(f"not an Ed25519 (12D3KooW…) peer ID: {remote_peer_id}")
         self._hello = encode_hello(name)
         self._pubkey = encode_pubkey(local_public_key)

@@ -18,6 +18,7 @@ from ..exceptions import InvalidKey, InvalidPeerID, RemoteProtocolError
 from . import _protobuf as pb
 
 __all__ = [
+    "ED25519_MULTIHASH_PREFIX",
     "KEY_TYPE_ED25519",
     "PeerID",
     "generate_private_key",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 KEY_TYPE_ED25519 = 1
+#: Multihash identity (0x00), length 36 (0x24), protobuf ``Type: Ed25519`` (08 01), ``Data`` (12 20):
+#: what every canonical Ed25519 peer ID (``12D3KooW…``) starts with, before its 32-byte key.
+ED25519_MULTIHASH_PREFIX = bytes.fromhex("002408011220")
 _MULTIHASH_IDENTITY = 0x00
 _MULTIHASH_SHA2_256 = 0x12
 _MAX_PEER_ID_STRING = 128  # the longest base58 multihash we accept (identity of a 42-byte key ≈ 60)
@@ -156,6 +160,14 @@ class PeerID:
             return public_key_from_protobuf(self.multihash[2:])
         except InvalidKey:
             return None
+
+    def ed25519_key(self) -> bytes | None:
+        """The key of a canonical Ed25519 peer ID (``12D3KooW…``), else None: the only peer IDs
+        Glueberry can check a handshake key against or show a fingerprint of."""
+        mh = self.multihash
+        if len(mh) == len(ED25519_MULTIHASH_PREFIX) + 32 and mh.startswith(ED25519_MULTIHASH_PREFIX):
+            return mh[len(ED25519_MULTIHASH_PREFIX) :]
+        return None
 
     def matches_public_key(self, public_key: bytes) -> bool:
         return len(public_key) == 32 and PeerID.from_public_key(public_key) == self
