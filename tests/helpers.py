@@ -1,11 +1,15 @@
 """Test helpers shared by the suites: joining two sans-I/O cores in memory (after h11's
-ConnectionPair), feeding transcripts split at every byte, and picking a free local port."""
+ConnectionPair), feeding transcripts split at every byte, picking a free local port, and waiting
+for a node's connection state."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from typing import Protocol
+
+from glueberry.events import ConnectionEvent, ConnectionState, EventSubscription
 
 
 class SansIO(Protocol):
@@ -40,3 +44,12 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+async def wait_state(sub: EventSubscription, state: ConnectionState, timeout: float = 5.0) -> ConnectionEvent:
+    """The next event of ``sub`` in ``state`` (TimeoutError after ``timeout`` seconds)."""
+    async with asyncio.timeout(timeout):
+        async for event in sub:
+            if event.state is state:
+                return event
+    raise AssertionError("subscription ended")

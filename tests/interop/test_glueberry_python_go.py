@@ -18,12 +18,12 @@ import pytest
 
 from glueberry.auto_handshake import HelloHandshakeHandler
 from glueberry.config import Config
-from glueberry.events import ConnectionEvent, ConnectionState, EventSubscription
+from glueberry.events import ConnectionState, EventSubscription
 from glueberry.exceptions import ConnectionFailed, PeerBlacklisted
 from glueberry.node import Node
 from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry.wire.cipher import StreamCipher
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_state
 from tests.interop.conftest import StartPeer
 from tests.interop.goproc import GoPeer
 
@@ -99,16 +99,6 @@ def dial(request: pytest.FixtureRequest) -> Dial:
     return fn
 
 
-async def wait_state(
-    sub: EventSubscription, state: ConnectionState, timeout: float = 10.0
-) -> ConnectionEvent:
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            if event.state is state:
-                return event
-    raise AssertionError("event subscription ended")
-
-
 async def go_established(go: GoPeer, peer: PeerID, timeout: float = 10.0) -> None:
     await go.wait_event("state", lambda e: e["peer_id"] == str(peer) and e["state"] == "Established", timeout)
 
@@ -120,7 +110,7 @@ async def established(
     py = await make_node(**py_options)
     events = py.events()
     await dial(py, go)
-    await wait_state(events, S.ESTABLISHED)
+    await wait_state(events, S.ESTABLISHED, timeout=10)
     await go_established(go, py.peer_id)
     return Pair(py, go, events)
 
@@ -278,11 +268,11 @@ class TestConnectionLoss:
         py = await make_node(reconnect_base_delay=0.2, reconnect_max_delay=0.5, reconnect_max_attempts=30)
         events = py.events()
         py.add_peer(go.peer_id, go.addrs)
-        await wait_state(events, S.ESTABLISHED)
+        await wait_state(events, S.ESTABLISHED, timeout=10)
         await go.kill()
-        lost = await wait_state(events, S.DISCONNECTED)
+        lost = await wait_state(events, S.DISCONNECTED, timeout=10)
         assert lost.error is not None
-        await wait_state(events, S.RECONNECTING)
+        await wait_state(events, S.RECONNECTING, timeout=10)
         go2 = await start_glueberry(*args, "--on-message", "echo", "--report", name="go-2")
         await wait_state(events, S.ESTABLISHED, timeout=20)
         await py.send(PeerID.from_string(go2.peer_id), "chat", b"back again")
@@ -325,7 +315,7 @@ class TestBlacklist:
                 "add_peer", peer_id=str(pair.py.peer_id), addrs=[str(a) for a in pair.py.addrs]
             )
         await pair.go.request("blacklist", peer_id=str(pair.py.peer_id))
-        await wait_state(pair.py_events, S.DISCONNECTED)
+        await wait_state(pair.py_events, S.DISCONNECTED, timeout=10)
         pair.py.add_peer(pair.go.peer_id, pair.go.addrs)
         with pytest.raises(ConnectionFailed):
             await pair.py.connect(pair.go_id)
@@ -348,7 +338,7 @@ class TestHandshakeTimeout:
             await go.request("send", peer_id=str(py.peer_id), stream="handshake", hex="ff")
         else:
             await python_dials(py, go)
-        await wait_state(events, S.CONNECTED)
+        await wait_state(events, S.CONNECTED, timeout=10)
         cooldown = await wait_state(events, S.COOLDOWN, timeout=5)
         assert type(cooldown.error).__name__ == "HandshakeTimeout"
         await wait_state(events, S.DISCONNECTED, timeout=5)
@@ -360,7 +350,7 @@ class TestHandshakeTimeout:
         py = await make_node(auto=False)
         await dial(py, go)
         if dial is python_dials:
-            await wait_state(py.events(), S.CONNECTED)
+            await wait_state(py.events(), S.CONNECTED, timeout=10)
             await py.send(PeerID.from_string(go.peer_id), "handshake", b"\x09")  # unknown type: ignored
         await go.wait_event("state", lambda e: e["state"] == "Cooldown", timeout=5)
         await go.wait_event("state", lambda e: e["state"] == "Disconnected", timeout=5)

@@ -23,6 +23,7 @@ from glueberry.config import Config
 from glueberry.events import ConnectionState, EventSubscription
 from glueberry.node import Node
 from glueberry.p2p.keys import PeerID, generate_private_key
+from tests.helpers import wait_state
 from tests.interop.conftest import StartPeer
 from tests.interop.goproc import GoPeer
 
@@ -128,7 +129,7 @@ async def make_client(tmp_path: Path, server: GoPeer) -> AsyncIterator[MakeClien
         nodes.append(node)
         events = node.events()
         node.add_peer(server.peer_id, server.addrs)
-        await _wait_state(events, ConnectionState.ESTABLISHED)
+        await wait_state(events, ConnectionState.ESTABLISHED, timeout=10)
         await _go_established(server, str(node.peer_id))
         return ChatClient(node, server, nick, events)
 
@@ -136,14 +137,6 @@ async def make_client(tmp_path: Path, server: GoPeer) -> AsyncIterator[MakeClien
     for node in nodes:
         if node._started:
             await node.stop()
-
-
-async def _wait_state(sub: EventSubscription, state: ConnectionState, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            if event.state is state:
-                return
-    raise AssertionError("event subscription ended")
 
 
 async def _go_established(go: GoPeer, peer: str, timeout: float = 10.0) -> None:
@@ -320,7 +313,7 @@ class TestLeaving:
         }
         # bob's node redials by itself; the new session starts outside every room
         await _go_established(server, bob.peer)
-        await _wait_state(bob.events, ConnectionState.ESTABLISHED)
+        await wait_state(bob.events, ConnectionState.ESTABLISHED, timeout=10)
         await bob.error({"t": "msg", "room": "lobby", "id": "b", "text": "back"}, "not_member")
         await bob.join()
         assert (await alice.expect("joined"))["peer"] == bob.peer

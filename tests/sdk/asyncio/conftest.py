@@ -1,9 +1,8 @@
-"""Shared fixtures of the asyncio node suites: Python Glueberry nodes on loopback (``make_node``)
-and waiting for a connection state (``wait_state``)."""
+"""Shared fixtures of the asyncio node suites: Python Glueberry nodes on loopback (``make_node``).
+Waiting for a connection state is ``tests.helpers.wait_state``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from glueberry.auto_handshake import HelloHandshakeHandler
 from glueberry.config import Config
-from glueberry.events import ConnectionEvent, ConnectionState, EventSubscription
 from glueberry.node import Node
 from glueberry.p2p.keys import generate_private_key
 
@@ -49,12 +47,3 @@ async def make_node(tmp_path: Path, node_streams: tuple[str, ...]) -> AsyncItera
     for node in nodes:
         if node._started:
             await node.stop()
-
-
-async def wait_state(sub: EventSubscription, state: ConnectionState, timeout: float = 5.0) -> ConnectionEvent:
-    """The next event of ``sub`` in ``state`` (TimeoutError after ``timeout`` seconds)."""
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            if event.state is state:
-                return event
-    raise AssertionError("subscription ended")

@@ -25,7 +25,8 @@ from glueberry.exceptions import (
 )
 from glueberry.node import Node
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
-from tests.sdk.asyncio.conftest import MakeNode, wait_state
+from tests.helpers import wait_state
+from tests.sdk.asyncio.conftest import MakeNode
 
 S = ConnectionState
 

@@ -12,7 +12,8 @@ from glueberry.events import ConnectionState
 from glueberry.exceptions import ConnectionFailed, InvalidKey, LimitExceeded, MetadataTooLarge
 from glueberry.limits import SlidingWindow, TokenBucket
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
-from tests.sdk.asyncio.conftest import MakeNode, wait_state
+from tests.helpers import wait_state
+from tests.sdk.asyncio.conftest import MakeNode
 
 S = ConnectionState
 
