@@ -30,6 +30,7 @@ from .auth import Challenge, TokenClaims, is_noise_payload, verify_auth
 from .codec import ProtocolViolation
 from .codes import Code, is_socket_level
 from .relay import Ack, BackendSession, TooManyStreams
+from .settings import Backend
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -105,7 +106,7 @@ class BrowserSocket:
         now = time.monotonic()
         self._messages = TokenBucket(limits.messages_per_second, limits.messages_per_second, now)
         self._bytes = TokenBucket(limits.bytes_per_second, limits.bytes_per_second, now)
-        self._token_timer: asyncio.TimerHandle | None = None
+        self._token_timers: tuple[asyncio.TimerHandle, ...] = ()  # the notice and the expiry
         self._ws_closed = False
         self._lost = False  # the socket dropped without a close: sessions may be resumed
 
@@ -164,8 +165,8 @@ class BrowserSocket:
         for fut in self._signs.values():
             if not fut.done():
                 fut.cancel()
-        if self._token_timer is not None:
-            self._token_timer.cancel()
+        for timer in self._token_timers:
+            timer.cancel()
         self.gateway.socket_ended(self, resumable=self._lost)
         await self._close_ws(code, message)
 
@@ -203,6 +204,7 @@ class BrowserSocket:
 
     async def _authenticate(self) -> None:
         gw = self.gateway
+        gateway_peer_id = str(gw.host.peer_id)
         loop_now = time.monotonic()
         challenge = Challenge.new(loop_now, self.limits.challenge_ttl)
         self._enqueue(
@@ -210,7 +212,7 @@ class BrowserSocket:
                 "challenge",
                 version=codec.PROTOCOL_VERSION,
                 nonce=challenge.nonce,
-                gateway=str(gw.settings.peer_id),
+                gateway=gateway_peer_id,
                 expires_in=self.limits.challenge_ttl,
             ),
             None,
@@ -233,7 +235,7 @@ class BrowserSocket:
                 self.peer_id = verify_auth(
                     public_key=message.public_key,
                     signature=message.signature,
-                    gateway_peer_id=str(gw.settings.peer_id),
+                    gateway_peer_id=gateway_peer_id,
                     origin=self.origin,
                     nonce=challenge.nonce,
                 )
@@ -383,12 +385,10 @@ class BrowserSocket:
             )
             return
         self.opening.add(number)
-        self.gateway.spawn(self._open(message, backend.name))
+        self.gateway.spawn(self._open(message, backend))
 
-    async def _open(self, message: codec.Open, backend_name: str) -> None:
+    async def _open(self, message: codec.Open, backend: Backend) -> None:
         gw = self.gateway
-        backend = gw.settings.backend(backend_name)
-        assert backend is not None
         assert self.peer_id is not None
         start = time.monotonic()
         outcome = "error"
@@ -631,13 +631,15 @@ class BrowserSocket:
     # Tokens.
 
     def _schedule_token_expiry(self, expires_at: float) -> None:
-        if self._token_timer is not None:
-            self._token_timer.cancel()
+        for timer in self._token_timers:
+            timer.cancel()
         loop = asyncio.get_running_loop()
         notice = max(0.0, expires_at - time.time() - self.limits.token_refresh_notice)
         expire = max(0.0, expires_at - time.time())
-        loop.call_later(notice, self._token_notice, expires_at)
-        self._token_timer = loop.call_later(expire, self._token_expired, expires_at)
+        self._token_timers = (
+            loop.call_later(notice, self._token_notice, expires_at),
+            loop.call_later(expire, self._token_expired, expires_at),
+        )
 
     def _token_notice(self, expires_at: float) -> None:
         if self.claims is not None and self.claims.expires_at == expires_at and self._closing is None:

@@ -268,8 +268,7 @@ class DataFrame:
 
 
 def encode_data_frame(session: int, stream: str, payload: bytes | memoryview) -> bytes:
-    name = stream.encode("ascii")
-    return _HEADER.pack(DATA_KIND, session, len(name)) + name + payload
+    return data_header(session, stream) + payload
 
 
 def data_header(session: int, stream: str) -> bytes:

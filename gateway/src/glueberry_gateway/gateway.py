@@ -221,7 +221,6 @@ class Gateway:
         if session is None:
             return
         if session.link is None:  # detached: nobody to tell; the resume will find it closed
-            session.closed = True
             self.end_session(session, Code.BACKEND_CLOSED, None)
             return
         session.backend_lost()
@@ -241,20 +240,13 @@ class Gateway:
         for session in sessions.values():
             session.detach()
         self.forget_detached(socket.peer_id)
-        timer = asyncio.get_running_loop().call_later(grace, self._grace_over, socket.peer_id)
+        timer = asyncio.get_running_loop().call_later(grace, self.forget_detached, socket.peer_id)
         self._detached[socket.peer_id] = _Detached(socket.resume_token, sessions, timer)
         self.metrics.detached_sessions.inc(len(sessions))
 
-    def _grace_over(self, peer_id: PeerID) -> None:
-        detached = self._detached.pop(peer_id, None)
-        if detached is None:
-            return
-        self.metrics.detached_sessions.dec(len(detached.sessions))
-        for session in detached.sessions.values():
-            self.end_session(session, Code.SESSION_EXPIRED, None)
-
     def forget_detached(self, peer_id: PeerID) -> None:
-        """A new socket without resume: the sessions that waited for one are over."""
+        """The sessions that waited for a resume are over: a new socket came without one, or
+        the grace period ended."""
         detached = self._detached.pop(peer_id, None)
         if detached is not None:
             detached.timer.cancel()
@@ -329,8 +321,6 @@ class Gateway:
         await self.close()
 
     async def close(self) -> None:
-        for detached in list(self._detached.values()):
-            detached.timer.cancel()
         for peer in list(self._detached):
             self.forget_detached(peer)
         for session in list(self._sessions.values()):

@@ -26,7 +26,7 @@ import orjson
 
 from glueberry.exceptions import InvalidConfig
 
-from .settings import Settings
+from .settings import LOG_FORMATS, LOG_LEVELS, Settings
 
 __all__ = [
     "AUDIT_LOGGER",
@@ -53,7 +53,6 @@ _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, 
     "taskName",  # Python 3.12+
     "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
-_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Dataclasses (PeerID, Multiaddr) go through _json_default, i.e. their string form, not their fields.
 _JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -146,9 +145,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         InvalidConfig: ``log_level`` or ``log_format`` is not one we know.
     """
     level = settings.log_level.upper()
-    if level not in _LEVELS:
-        raise InvalidConfig(f"log_level: {settings.log_level!r} is not one of {', '.join(_LEVELS)}")
-    if settings.log_format not in ("json", "text"):
+    if level not in LOG_LEVELS:
+        raise InvalidConfig(f"log_level: {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if settings.log_format not in LOG_FORMATS:
         raise InvalidConfig(f"log_format: {settings.log_format!r} is not json or text")
     handler = _GatewayHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())

@@ -83,8 +83,6 @@ class BackendSession:
         self.closed = False
         self.frames_in = 0  # data frames received from the browser
         self.frames_out = 0  # data frames produced for the browser (their sequence numbers)
-        self.bytes_in = 0
-        self.bytes_out = 0
         self._send: dict[str, _StreamState] = {}  # the stream each name is sent on
         self._all: dict[Stream, _StreamState] = {}
         # the last frames sent, for resume: (sequence number, frame)
@@ -108,7 +106,6 @@ class BackendSession:
             TooManyStreams; GlueberryError when the stream cannot be opened or written.
         """
         self.frames_in += 1  # every frame read counts, sent or refused: resume counts must agree
-        self.bytes_in += len(payload)
         state = self._send.get(name)
         if state is None:
             if len(self._all) >= self.max_streams:
@@ -171,7 +168,6 @@ class BackendSession:
 
     def _deliver(self, frame: bytes, ack: Ack | None) -> None:
         self.frames_out += 1
-        self.bytes_out += len(frame)
         ring = self._ring
         if ring is None:
             ring = self._ring = deque()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,7 +34,12 @@ from glueberry.exceptions import InvalidConfig, InvalidMultiaddr, InvalidPeerID
 from glueberry.p2p.keys import PeerID, generate_private_key, private_key_from_bytes
 from glueberry.p2p.multiaddr import Multiaddr
 
+from .auth import TokenVerifier
+
 __all__ = ["Backend", "Limits", "Settings", "TokenSettings", "load_settings"]
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("json", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +112,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raises InvalidConfig listing every problem, each naming its key."""
-        problems = self.problems()
-        if problems:
-            raise InvalidConfig("invalid gateway settings:\n  - " + "\n  - ".join(problems))
+        _raise_problems(self.problems())
 
     def problems(self) -> list[str]:
         problems: list[str] = []
@@ -134,11 +137,11 @@ class Settings:
         for f in fields(self.limits):
             if getattr(self.limits, f.name) <= 0:
                 problems.append(f"limits.{f.name}: must be positive")
-        if self.log_format not in ("json", "text"):
+        if self.log_format not in LOG_FORMATS:
             problems.append("log_format: json or text")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        if self.log_level.upper() not in LOG_LEVELS:
             problems.append(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        allowed = {"EdDSA", "ES256", "RS256", "HS256"}  # auth.TokenVerifier.ALLOWED
+        allowed = TokenVerifier.ALLOWED
         if not self.tokens.algorithms or not set(self.tokens.algorithms) <= allowed:
             problems.append(f"tokens.algorithms: a non-empty subset of {', '.join(sorted(allowed))}")
         if self.static_dir is not None and not self.static_dir.is_dir():
@@ -270,6 +273,10 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
     settings.log_format = str(raw.get("log_format", "json"))
     settings.log_level = str(raw.get("log_level", "INFO")).upper()
     problems.extend(settings.problems())
+    _raise_problems(problems)
+    return settings
+
+
+def _raise_problems(problems: list[str]) -> None:
     if problems:
         raise InvalidConfig("invalid gateway settings:\n  - " + "\n  - ".join(problems))
-    return settings
