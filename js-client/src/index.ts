@@ -9,17 +9,9 @@
  * libp2p stream framing (PROTOCOL.md §6).
  */
 
-export {
-  GlueberryClient,
-  type ClientState,
-  type ClientEvents,
-  type GlueberryClientOptions,
-  type OpenOptions,
-} from './client.js';
+export * from './browser.js';
 
-export { Session, type SessionState, type SessionMessage, type SessionEvents, type SessionBounds } from './session.js';
-
-export { CloseCode, isSocketLevel } from './codes.js';
+export { isSocketLevel } from './codes.js';
 
 export {
   SUBPROTOCOL,
@@ -32,7 +24,6 @@ export {
   decodeDataFrame,
   decodeServerMessage,
   encodeClientMessage,
-  type BackendInfo,
   type GatewayLimits,
   type DataFrame,
   type ServerMessage,
@@ -41,11 +32,9 @@ export {
   type ResumeRequest,
 } from './codec.js';
 
-export { Emitter, type Listener } from './events.js';
-export type { WebSocketConstructor } from './transport.js';
+export { Emitter } from './events.js';
 
 export {
-  GlueberryError,
   InvalidArgumentError,
   InvalidStateError,
   InvalidKeyError,
@@ -58,10 +47,7 @@ export {
   IdentityStoreError,
   TimeoutError,
   LimitExceededError,
-  GatewayError,
   ProtocolError,
-  type GlueberryErrorOptions,
-  type GatewayErrorOptions,
   type FramingErrorOptions,
 } from './errors.js';
 
@@ -96,7 +82,6 @@ export {
 } from './crypto.js';
 
 export {
-  Identity,
   publicKeyToProtobuf,
   peerIdMultihash,
   peerIdFromPublicKey,
@@ -104,16 +89,7 @@ export {
   isPeerId,
   fingerprint,
   verifySignature,
-  type IdentityExport,
 } from './identity.js';
-
-export {
-  MemoryIdentityStore,
-  IndexedDbIdentityStore,
-  loadOrCreateIdentity,
-  type IdentityStore,
-  type IndexedDbIdentityStoreOptions,
-} from './store.js';
 
 export {
   HELLO,

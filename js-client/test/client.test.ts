@@ -18,33 +18,23 @@ import {
 import { Identity, fingerprint } from '../src/identity.js';
 import type { WebSocketConstructor } from '../src/transport.js';
 import type { SessionMessage } from '../src/session.js';
-import { FakeBackend, FakeGateway, type FakeSocket, ORIGIN } from './fake-gateway.js';
+import {
+  FakeBackend,
+  FakeGateway,
+  type FakeSocket,
+  ORIGIN,
+  closeClients,
+  connectClient,
+  openChat,
+} from './fake-gateway.js';
 
-const clients: GlueberryClient[] = [];
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close();
-});
-
-export function connect(gateway: FakeGateway, options: Partial<GlueberryClientOptions> = {}): Promise<GlueberryClient> {
-  return GlueberryClient.connect('ws://gw.test/ws', {
-    identity: Identity.generate(),
-    WebSocket: gateway.WebSocket,
-    origin: ORIGIN,
-    pingInterval: 0,
-    reconnectDelay: 5,
-    maxReconnectDelay: 20,
-    ...options,
-  }).then((client) => {
-    clients.push(client);
-    return client;
-  });
-}
+afterEach(closeClients);
 
 async function connected(
   gateway: FakeGateway,
   options: Partial<GlueberryClientOptions> = {},
 ): Promise<{ client: GlueberryClient; socket: FakeSocket }> {
-  const pending = connect(gateway, options);
+  const pending = connectClient(gateway, options);
   const socket = await gateway.connect();
   return { client: await pending, socket };
 }
@@ -57,7 +47,7 @@ describe('GlueberryClient: connect and auth (§3)', () => {
     const gateway = new FakeGateway(backend);
     const identity = Identity.generate();
     const states: string[] = [];
-    const pending = connect(gateway, { identity, token: 'jwt.token.here' });
+    const pending = connectClient(gateway, { identity, token: 'jwt.token.here' });
     const socket = await gateway.accept();
     assert.equal(socket.options?.origin, ORIGIN); // the Origin header `ws` will send
     const auth = await gateway.authenticate(socket); // verifies the signature over the auth message
@@ -80,7 +70,7 @@ describe('GlueberryClient: connect and auth (§3)', () => {
 
   it('rejects with the gateway code when auth fails (error, then close)', async () => {
     const gateway = new FakeGateway();
-    const pending = connect(gateway);
+    const pending = connectClient(gateway);
     const socket = await gateway.accept();
     socket.sendJson({
       type: 'challenge',
@@ -103,17 +93,17 @@ describe('GlueberryClient: connect and auth (§3)', () => {
 
   it('rejects when the gateway is unreachable or refuses glueberry.v1', async () => {
     const gateway = new FakeGateway();
-    const unreachable = connect(gateway);
+    const unreachable = connectClient(gateway);
     (await gateway.nextSocket()).refuse();
     await assert.rejects(unreachable, (e) => e instanceof GatewayError && e.code === 1006);
-    const wrongProtocol = connect(gateway);
+    const wrongProtocol = connectClient(gateway);
     (await gateway.nextSocket()).accept('');
     await assert.rejects(wrongProtocol, (e) => e instanceof GatewayError && e.code === CloseCode.UnsupportedVersion);
   });
 
   it('closes with a ProtocolError when the gateway breaks the protocol', async () => {
     const gateway = new FakeGateway();
-    const pending = connect(gateway);
+    const pending = connectClient(gateway);
     const socket = await gateway.accept();
     socket.sendJson({ type: 'ready' }); // before a challenge
     await assert.rejects(pending, (e) => e instanceof ProtocolError && e.code === CloseCode.ProtocolError);
@@ -135,9 +125,9 @@ describe('GlueberryClient: connect and auth (§3)', () => {
       InvalidArgumentError,
     ); // no origin in Node
     await assert.rejects(GlueberryClient.connect('ws://x', { identity, origin: ORIGIN }), InvalidArgumentError); // no WebSocket in Node 20
-    await assert.rejects(connect(gateway, { streams: ['handshake'] }), InvalidArgumentError);
-    await assert.rejects(connect(gateway, { streams: ['bad name'] }), InvalidArgumentError);
-    await assert.rejects(connect(gateway, { handshakeName: 'x'.repeat(65) }), InvalidArgumentError);
+    await assert.rejects(connectClient(gateway, { streams: ['handshake'] }), InvalidArgumentError);
+    await assert.rejects(connectClient(gateway, { streams: ['bad name'] }), InvalidArgumentError);
+    await assert.rejects(connectClient(gateway, { handshakeName: 'x'.repeat(65) }), InvalidArgumentError);
   });
 });
 
@@ -216,12 +206,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('yields messages to async iteration, also those that came before', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway);
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { socket, session, backend } = await openChat();
     backend.send(socket, 1, 'chat', 'one');
     backend.send(socket, 1, 'chat', 'two');
     await tick();
@@ -238,12 +223,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('holds messages for the first listener, bounded by the inbox', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway, { bounds: { inbox: 2 } });
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { socket, session, backend } = await openChat({ bounds: { inbox: 2 } });
     const errors: unknown[] = [];
     session.on('error', ({ error }) => errors.push(error));
     for (const text of ['a', 'b', 'c']) backend.send(socket, 1, 'chat', text);
@@ -260,12 +240,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('drops frames that fail authentication, with an error event', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway);
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { socket, session, backend } = await openChat();
     const errors: unknown[] = [];
     const texts: string[] = [];
     session.on('error', ({ error }) => errors.push(error));
@@ -336,12 +311,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('ends a session on closed, rejecting its sends with the code', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway);
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { client, socket, session, backend } = await openChat();
     const events: string[] = [];
     session.on('state', ({ state }) => events.push(state));
     session.on('closed', ({ code, reason }) => events.push(`${code} ${reason}`));
@@ -353,12 +323,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('reports session error notices that leave it open', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway);
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { socket, session } = await openChat();
     const errors: GatewayError[] = [];
     session.on('error', ({ error }) => errors.push(error as GatewayError));
     socket.sendJson({ type: 'error', session: 1, code: 4105, message: 'max_streams reached' });
@@ -367,12 +332,7 @@ describe('GlueberryClient: sessions (§5)', () => {
   });
 
   it('closes a session (§5.4) and the client', async () => {
-    const backend = new FakeBackend('chat');
-    const gateway = new FakeGateway(backend);
-    const { client, socket } = await connected(gateway);
-    const opening = client.open('chat');
-    await gateway.openSession(socket, backend, client.peerId);
-    const session = await opening;
+    const { client, socket, session, backend, gateway } = await openChat();
     const closed: unknown[] = [];
     session.on('closed', (event) => closed.push(event));
     const closing = session.close();

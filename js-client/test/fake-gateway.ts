@@ -16,6 +16,8 @@
  * verifies over the auth message it builds itself → ready), {@link FakeGateway.openSession} (open →
  * sign with a real Noise payload → opened → the Hello/PubKey/Complete handshake run by a
  * {@link FakeBackend}, a real `HelloHandshake` responder with its own key and stream cipher).
+ * The client side: {@link connectClient} (test defaults, closed by {@link closeClients}) and
+ * {@link openChat} (a connected client with one open session).
  *
  * To extend it, script new server messages with `socket.sendJson(...)` in the test, or add a
  * helper here that combines them; keep each helper asserting what a real gateway would check.
@@ -23,6 +25,7 @@
 
 import assert from 'node:assert/strict';
 import { utf8Encode } from '../src/bytes.js';
+import { GlueberryClient, type GlueberryClientOptions } from '../src/client.js';
 import {
   type ClientMessage,
   type DataFrame,
@@ -35,6 +38,7 @@ import {
 import type { StreamCipher } from '../src/crypto.js';
 import { HelloHandshake } from '../src/handshake.js';
 import { Identity, peerIdFromPublicKey, publicKeyFromPeerId, verifySignature } from '../src/identity.js';
+import type { Session } from '../src/session.js';
 import type { WebSocketConstructor } from '../src/transport.js';
 
 export const ORIGIN = 'http://app.test';
@@ -380,4 +384,55 @@ export class FakeGateway {
     await backend.handshake(socket, open.session, clientPeerId, sendAs);
     return open.session;
   }
+}
+
+const clients: GlueberryClient[] = [];
+
+/**
+ * `GlueberryClient.connect` through `gateway` with test defaults (no pings, reconnects after
+ * 5–20 ms); the test serves the socket. {@link closeClients} closes the client.
+ */
+export async function connectClient(
+  gateway: FakeGateway,
+  options: Partial<GlueberryClientOptions> = {},
+): Promise<GlueberryClient> {
+  const client = await GlueberryClient.connect('ws://gw.test/ws', {
+    identity: Identity.generate(),
+    WebSocket: gateway.WebSocket,
+    origin: ORIGIN,
+    pingInterval: 0,
+    reconnectDelay: 5,
+    maxReconnectDelay: 20,
+    ...options,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** Close every client {@link connectClient} made (run it after each test). */
+export function closeClients(): void {
+  for (const client of clients.splice(0)) client.close();
+}
+
+export interface OpenChat {
+  backend: FakeBackend;
+  gateway: FakeGateway;
+  client: GlueberryClient;
+  socket: FakeSocket;
+  session: Session;
+}
+
+/** A client connected through a new gateway (answered with `ready`) and its open session 1 to backend `chat`. */
+export async function openChat(
+  options: Partial<GlueberryClientOptions> = {},
+  ready: ReadyOptions = {},
+): Promise<OpenChat> {
+  const backend = new FakeBackend('chat');
+  const gateway = new FakeGateway(backend);
+  const connecting = connectClient(gateway, options);
+  const socket = await gateway.connect(ready);
+  const client = await connecting;
+  const opening = client.open('chat');
+  await gateway.openSession(socket, backend, client.peerId);
+  return { backend, gateway, client, socket, session: await opening };
 }

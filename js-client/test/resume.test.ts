@@ -2,54 +2,24 @@
 // gateway: frame counts, outbox re-send after `received`, reopen when not recovered.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { GlueberryClient, type GlueberryClientOptions } from '../src/client.js';
+import type { GlueberryClientOptions } from '../src/client.js';
 import { CloseCode } from '../src/codes.js';
 import { b64urlEncode } from '../src/codec.js';
 import { LimitExceededError } from '../src/errors.js';
-import { Identity } from '../src/identity.js';
-import type { Session } from '../src/session.js';
-import { FakeBackend, FakeGateway, type FakeSocket, ORIGIN } from './fake-gateway.js';
+import { FakeBackend, FakeGateway, type OpenChat, closeClients, connectClient, openChat } from './fake-gateway.js';
 
-const clients: GlueberryClient[] = [];
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close();
-});
+afterEach(closeClients);
 
 const tick = (ms = 5): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const TOKEN = Uint8Array.from({ length: 24 }, (_, i) => i + 1);
 
-interface Setup {
-  client: GlueberryClient;
-  socket: FakeSocket;
-  session: Session;
-  backend: FakeBackend;
-  gateway: FakeGateway;
-  log: string[];
-}
-
 /** A client with one open session; `log` records client and session state events. */
-async function setup(options: Partial<GlueberryClientOptions> = {}): Promise<Setup> {
-  const backend = new FakeBackend('chat');
-  const gateway = new FakeGateway(backend);
-  const pending = GlueberryClient.connect('ws://gw.test/ws', {
-    identity: Identity.generate(),
-    WebSocket: gateway.WebSocket,
-    origin: ORIGIN,
-    pingInterval: 0,
-    reconnectDelay: 5,
-    maxReconnectDelay: 20,
-    ...options,
-  });
-  const socket = await gateway.connect({ resumeToken: TOKEN });
-  const client = await pending;
-  clients.push(client);
-  const opening = client.open('chat');
-  await gateway.openSession(socket, backend, client.peerId);
-  const session = await opening;
+async function setup(options: Partial<GlueberryClientOptions> = {}): Promise<OpenChat & { log: string[] }> {
+  const opened = await openChat(options, { resumeToken: TOKEN });
   const log: string[] = [];
-  client.on('state', ({ state, code }) => log.push(`client ${state}${code === undefined ? '' : ` ${code}`}`));
-  session.on('state', ({ state, reopened }) => log.push(`session ${state}${reopened ? ' reopened' : ''}`));
-  return { client, socket, session, backend, gateway, log };
+  opened.client.on('state', ({ state, code }) => log.push(`client ${state}${code === undefined ? '' : ` ${code}`}`));
+  opened.session.on('state', ({ state, reopened }) => log.push(`session ${state}${reopened ? ' reopened' : ''}`));
+  return { ...opened, log };
 }
 
 describe('resume (§6)', () => {
@@ -170,16 +140,9 @@ describe('resume (§6)', () => {
   it('re-sends an open that was under way when the socket dropped', async () => {
     const backend = new FakeBackend('chat');
     const gateway = new FakeGateway(backend);
-    const pending = GlueberryClient.connect('ws://gw.test/ws', {
-      identity: Identity.generate(),
-      WebSocket: gateway.WebSocket,
-      origin: ORIGIN,
-      pingInterval: 0,
-      reconnectDelay: 5,
-    });
+    const pending = connectClient(gateway);
     const socket = await gateway.connect();
     const client = await pending;
-    clients.push(client);
     const opening = client.open('chat');
     await socket.nextControl('open');
     socket.drop(1006);

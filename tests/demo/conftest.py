@@ -71,6 +71,7 @@ class Member:
 
 MakeBackend = Callable[..., Awaitable[ChatBackend]]
 MakeMember = Callable[..., Awaitable[Member]]
+Lobby = tuple[Member, Member]
 
 
 @pytest.fixture
@@ -117,3 +118,13 @@ async def make_member(tmp_path: Path, backend: ChatBackend) -> AsyncIterator[Mak
     for member in members:
         if member.node._started:
             await member.node.stop()
+
+
+@pytest.fixture
+async def lobby(make_member: MakeMember) -> Lobby:
+    """Alice and Bob, both in room "lobby"; Alice has been told that Bob joined."""
+    alice, bob = await make_member(), await make_member()
+    await alice.join("lobby", "alice")
+    await bob.join("lobby", "bob")
+    await alice.expect("joined")
+    return alice, bob

@@ -18,7 +18,7 @@ import pytest
 from glueberry import fingerprint
 from glueberry_demo.chat_backend import ChatBackend, read_or_create_key
 from glueberry_demo.rooms import ChatLimits, ChatRooms
-from tests.demo.conftest import MakeBackend, MakeMember
+from tests.demo.conftest import Lobby, MakeBackend, MakeMember
 
 
 class TestJoinAndChat:
@@ -59,11 +59,10 @@ class TestJoinAndChat:
         assert (first["from"], first["text"]) == (bob.peer, "hi alice\nsecond line")
         assert (await bob.expect("msg"))["id"] == "b1"
 
-    async def test_a_third_member_gets_the_history_in_order(self, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_a_third_member_gets_the_history_in_order(
+        self, lobby: Lobby, make_member: MakeMember
+    ) -> None:
+        alice, bob = lobby
         for i in range(3):
             await alice.say("lobby", f"a{i}", f"message {i}")
             await alice.expect("msg")
@@ -95,13 +94,8 @@ class TestJoinAndChat:
         assert (await alice.expect("msg"))["text"] == "only red"
         await bob.nothing()
 
-    async def test_rejoin_gets_a_fresh_welcome_and_a_new_nick_is_announced(
-        self, make_member: MakeMember
-    ) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_rejoin_gets_a_fresh_welcome_and_a_new_nick_is_announced(self, lobby: Lobby) -> None:
+        alice, bob = lobby
         await alice.say("lobby", "a1", "before")
         await alice.expect("msg")
         await bob.expect("msg")
@@ -120,11 +114,8 @@ class TestJoinAndChat:
 
 
 class TestLeave:
-    async def test_leave_message(self, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_leave_message(self, lobby: Lobby) -> None:
+        alice, bob = lobby
         await bob.send({"t": "leave", "room": "lobby"})
         left = {"t": "left", "room": "lobby", "peer": bob.peer, "nick": "bob"}
         assert await bob.expect("left") == left  # the leaver's confirmation
@@ -150,19 +141,13 @@ class TestLeave:
         carol = await make_member()
         assert [m["nick"] for m in (await carol.join("lobby", "carol"))["members"]] == ["alice", "carol"]
 
-    async def test_a_stopped_node_leaves_too(self, backend: ChatBackend, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_a_stopped_node_leaves_too(self, backend: ChatBackend, lobby: Lobby) -> None:
+        alice, bob = lobby
         await bob.node.stop()
         assert (await alice.expect("left"))["peer"] == bob.peer
 
-    async def test_reconnect_rejoin_catches_up(self, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_reconnect_rejoin_catches_up(self, lobby: Lobby) -> None:
+        alice, bob = lobby
         await bob.disconnect()
         await alice.expect("left")
         await alice.say("lobby", "a1", "while you were away")
@@ -175,12 +160,9 @@ class TestLeave:
 
 class TestDeduplication:
     async def test_a_resent_id_is_delivered_once_and_echoed_to_its_sender(
-        self, make_member: MakeMember
+        self, lobby: Lobby, make_member: MakeMember
     ) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+        alice, bob = lobby
         await alice.say("lobby", "x1", "once")
         original = await alice.expect("msg")
         assert (await bob.expect("msg"))["id"] == "x1"
@@ -191,11 +173,8 @@ class TestDeduplication:
         bob_history = (await make_member()).join("lobby", "carol")
         assert [m["id"] for m in (await bob_history)["history"]] == ["x1", "x2"]
 
-    async def test_ids_are_per_sender(self, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_ids_are_per_sender(self, lobby: Lobby) -> None:
+        alice, bob = lobby
         await alice.say("lobby", "same", "from alice")
         await alice.expect("msg")
         await bob.expect("msg")
@@ -246,11 +225,8 @@ class TestBadInput:
         assert error["text"]
         assert (await member.join("lobby", "fine"))["room"] == "lobby"
 
-    async def test_bad_chat_messages(self, make_member: MakeMember) -> None:
-        alice, bob = await make_member(), await make_member()
-        await alice.join("lobby", "alice")
-        await bob.join("lobby", "bob")
-        await alice.expect("joined")
+    async def test_bad_chat_messages(self, lobby: Lobby) -> None:
+        alice, bob = lobby
         bad: list[dict[str, object]] = [
             {"t": "msg", "room": "lobby", "id": "1", "text": "x" * 2001},
             {"t": "msg", "room": "lobby", "id": "2", "text": ""},

@@ -21,6 +21,7 @@ from glueberry import PeerID, generate_private_key
 from glueberry_demo.launcher import BundleMissing, Demo, PortInUse, start_demo
 from glueberry_gateway.client import GatewayClient, Session
 from glueberry_gateway.client_core import GatewayError
+from tests.helpers import free_port
 
 
 def _static(tmp_path: Path, *, bundle: bool = True) -> Path:
@@ -41,6 +42,21 @@ async def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
             return exc.code, exc.read(), dict(exc.headers)
 
     return await asyncio.to_thread(fetch)
+
+
+async def _run_demo(port: int, static: Path) -> asyncio.subprocess.Process:
+    """``python -m glueberry_demo --port PORT --static-dir STATIC``, its stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "glueberry_demo",
+        "--port",
+        str(port),
+        "--static-dir",
+        str(static),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 class Page:
@@ -211,20 +227,8 @@ class TestTokens:
 
 class TestCommandLine:
     async def test_runs_prints_the_address_and_stops_on_ctrl_c(self, tmp_path: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "glueberry_demo",
-            "--port",
-            str(port),
-            "--static-dir",
-            str(_static(tmp_path)),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        port = free_port()
+        proc = await _run_demo(port, _static(tmp_path))
         assert proc.stdout is not None
         async with asyncio.timeout(30):
             first = (await proc.stdout.readline()).decode().strip()
@@ -235,17 +239,7 @@ class TestCommandLine:
             assert await proc.wait() == 0
 
     async def test_missing_bundle_says_make_demo(self, tmp_path: Path) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "glueberry_demo",
-            "--port",
-            "0",
-            "--static-dir",
-            str(_static(tmp_path, bundle=False)),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _run_demo(0, _static(tmp_path, bundle=False))
         _, err = await proc.communicate()
         assert proc.returncode == 1
         assert b"make demo" in err
@@ -255,17 +249,7 @@ class TestCommandLine:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             port = busy.getsockname()[1]
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "glueberry_demo",
-                "--port",
-                str(port),
-                "--static-dir",
-                str(_static(tmp_path)),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            proc = await _run_demo(port, _static(tmp_path))
             _, err = await proc.communicate()
         assert proc.returncode == 3
         assert f"port {port} on 127.0.0.1 is already in use".encode() in err

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from glueberry import (
@@ -48,6 +47,7 @@ from glueberry import (
     generate_private_key,
     private_key_from_bytes,
 )
+from glueberry_gateway.cli import write_key_file
 
 from .rooms import STREAM, ChatLimits, ChatRooms, Outgoing, encode
 
@@ -217,8 +217,6 @@ class ChatBackend:
             kind = item.message["t"]
             if kind == "error":
                 _log.info("%s: refused: %s", _short(item.peer), item.message["text"])
-            elif kind in ("joined", "left") and item.message["peer"] == item.peer:
-                pass
             elif kind == "welcome":
                 _log.info(
                     "%s joined %s as %r (%d members)",
@@ -272,14 +270,7 @@ def read_or_create_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         key = generate_private_key()
-        seed = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, seed.hex().encode("ascii") + b"\n")
-        finally:
-            os.close(fd)
+        write_key_file(path, key)
         return key, True
     try:
         return private_key_from_bytes(bytes.fromhex(text)), False
