@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
+from glueberry.exceptions import NegotiationFailed
 from glueberry.p2p.keys import generate_private_key
 from glueberry_gateway.client import GatewayClient, Session
 from glueberry_gateway.settings import Backend
@@ -63,6 +66,26 @@ class TestPythonBackend:
         await echo_backend.node.send(client.peer_id, "files", b"pushed by the backend")
         message = await session.receive(timeout=5)
         assert (message.stream, message.data) == ("files", b"pushed by the backend")
+
+    async def test_a_backend_stream_named_outside_ascii_is_refused_and_the_session_lives(
+        self, echo_backend: EchoBackend, make_gateway: MakeGateway, make_client: MakeClient
+    ) -> None:
+        # Go allows Unicode letters in stream names; the browser protocol carries ASCII names only.
+        gw = await make_gateway(echo_backend.backend())
+        client = await make_client(gw.url)
+        session = await open_session(client, "py")
+        host = echo_backend.node._host
+        assert host is not None
+
+        async def open_write_read() -> bytes:
+            stream = await host.new_stream(client.peer_id, "/glueberry/stream/café/1.0.0")
+            await stream.write(b"\x05hello")  # negotiation may be lazy: the answer comes with data
+            return await asyncio.wait_for(stream.read(), 5)
+
+        with pytest.raises(NegotiationFailed):
+            await open_write_read()
+        await session.send("chat", b"still here")
+        assert (await session.receive(timeout=5)).data == b"echo:still here"
 
     async def test_several_sessions_on_one_socket_and_several_sockets(
         self,

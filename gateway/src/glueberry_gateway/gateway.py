@@ -43,7 +43,8 @@ _MAX_TRACKED_IPS = 100_000
 
 def _is_glueberry_protocol(protocol: str) -> bool:
     name = stream_name_of(protocol)
-    if name is None:
+    # Go allows Unicode letters in names; data frames to the browser carry ASCII ones only.
+    if name is None or not name.isascii():
         return False
     try:
         validate_stream_name(name)
