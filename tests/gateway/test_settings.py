@@ -9,11 +9,12 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from glueberry.exceptions import InvalidConfig
 from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry_gateway.cli import write_key_file
-from glueberry_gateway.settings import Limits, Settings, load_settings, settings_from_dict
+from glueberry_gateway.settings import Limits, Settings, TokenSettings, load_settings, settings_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "gateway" / "gateway.example.toml"
@@ -104,7 +105,10 @@ class TestRelativePaths:
         (conf / "static").mkdir(parents=True)
         key = generate_private_key()
         write_key_file(conf / "gateway.key", key)
-        (conf / "issuer.pem").write_bytes(b"-----BEGIN PUBLIC KEY-----\n")
+        pem = (
+            generate_private_key().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+        (conf / "issuer.pem").write_bytes(pem)
         path = conf / "gw.toml"
         path.write_text(
             'identity_key_file = "gateway.key"\nstatic_dir = "static"\n'
@@ -117,7 +121,7 @@ class TestRelativePaths:
         assert settings.peer_id == PeerID.from_private_key(key)
         assert settings.static_dir is not None
         assert settings.static_dir.resolve() == (conf / "static").resolve()
-        assert settings.tokens.key == b"-----BEGIN PUBLIC KEY-----\n"
+        assert settings.tokens.key == pem
 
     def test_a_missing_relative_file_is_reported_with_its_resolved_path(self, tmp_path: Path) -> None:
         path = tmp_path / "gw.toml"
@@ -203,6 +207,20 @@ class TestValidation:
             settings.validate()
         assert "listen" in str(exc.value)
         assert "path" in str(exc.value)
+
+    def test_a_token_key_that_cannot_verify_its_algorithms(self, tmp_path: Path) -> None:
+        (tmp_path / "issuer.pem").write_bytes(b"-----BEGIN PUBLIC KEY-----\n")
+        assert "tokens.public_key_file: not a PEM public key" in _problems(
+            {"tokens": {"public_key_file": "issuer.pem"}}, tmp_path
+        )
+        assert "tokens.secret: a secret only works with HS256" in _problems(
+            {"tokens": {"secret": "s3cret", "algorithms": ["HS256", "EdDSA"]}}
+        )
+
+    def test_validate_checks_the_token_key_of_a_settings_object_built_in_code(self) -> None:
+        settings = Settings(tokens=TokenSettings(algorithms=("EdDSA",), key="s3cret"))
+        with pytest.raises(InvalidConfig, match=r"tokens\.secret"):
+            settings.validate()
 
     def test_a_star_origin_is_accepted(self) -> None:
         assert settings_from_dict({"allowed_origins": ["*"]}).allowed_origins == ("*",)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from glueberry.exceptions import InvalidConfig, InvalidMultiaddr, InvalidPeerID
@@ -84,6 +85,20 @@ class TokenSettings:
     key: str | bytes | None = None  # PEM public key, or the HS256 secret
     issuer: str | None = None
     audience: str | None = None
+
+    def key_problems(self) -> list[str]:
+        """A key that cannot verify the chosen algorithms: every token would fail."""
+        problems: list[str] = []
+        if isinstance(self.key, bytes) and set(self.algorithms) & {"EdDSA", "ES256", "RS256"}:
+            try:
+                serialization.load_pem_public_key(self.key)
+            except ValueError:
+                problems.append("tokens.public_key_file: not a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        if isinstance(self.key, str) and set(self.algorithms) - {"HS256"}:
+            problems.append(
+                "tokens.secret: a secret only works with HS256; use public_key_file for the others"
+            )
+        return problems
 
 
 @dataclass(slots=True)
@@ -144,6 +159,7 @@ class Settings:
         allowed = TokenVerifier.ALLOWED
         if not self.tokens.algorithms or not set(self.tokens.algorithms) <= allowed:
             problems.append(f"tokens.algorithms: a non-empty subset of {', '.join(sorted(allowed))}")
+        problems += self.tokens.key_problems()
         if self.static_dir is not None and not self.static_dir.is_dir():
             problems.append(f"static_dir: {self.static_dir} is not a directory")
         return problems
