@@ -18,7 +18,7 @@ class RawGatewayClient:
         self.ws = ws
 
     @classmethod
-    async def connect(cls, url: str, origin: str) -> RawGatewayClient:
+    async def connect(cls, url: str, origin: str, *, batch: bool = False) -> RawGatewayClient:
         key = generate_private_key()
         ws = await connect(
             url, subprotocols=[codec.SUBPROTOCOL], origin=origin, compression=None, max_size=None
@@ -26,7 +26,11 @@ class RawGatewayClient:
         challenge = codec.decode_server_message(await ws.recv())
         nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
         signature = key.sign(auth_message(challenge["gateway"], origin, nonce))
-        await ws.send(codec.encode("auth", version=1, public_key=public_key_bytes(key), signature=signature))
+        await ws.send(
+            codec.encode(
+                "auth", version=1, public_key=public_key_bytes(key), signature=signature, batch=batch or None
+            )
+        )
         ready = codec.decode_server_message(await ws.recv())
         assert ready["type"] == "ready", ready
         client = cls(ws)
@@ -50,6 +54,20 @@ class RawGatewayClient:
         await self.ws.send(frame)
         while isinstance(await self.ws.recv(), str):  # skip control notices
             pass
+
+    async def window(self, frames: list[bytes], batch: bytes | None = None) -> None:
+        """Send ``frames`` (as the one message ``batch`` when given), then wait for as many echoes,
+        however the gateway packs them."""
+        if batch is not None:
+            await self.ws.send(batch)
+        else:
+            for frame in frames:
+                await self.ws.send(frame)
+        got = 0
+        while got < len(frames):
+            message = await self.ws.recv()
+            if isinstance(message, bytes):
+                got += len(codec.decode_batch(message, max_bytes=1 << 24)) if message[:1] == b"\x02" else 1
 
     async def close(self) -> None:
         await self.ws.close()

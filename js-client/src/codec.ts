@@ -19,6 +19,7 @@ import { isPeerId } from './identity.js';
 export const SUBPROTOCOL = 'glueberry.v1';
 export const PROTOCOL_VERSION = 1;
 export const DATA_KIND = 0x01;
+export const BATCH_KIND = 0x02;
 export const MAX_ID = 0x7fffffff;
 export const MAX_SESSION = 0xffff;
 export const MAX_STREAM_NAME = 64;
@@ -95,6 +96,23 @@ export function decodeDataFrame(data: Uint8Array, maxBytes: number): DataFrame {
   const stream = String.fromCharCode(...data.subarray(DATA_HEADER, end));
   if (!isStreamName(stream)) throw violation('bad stream name', CloseCode.InvalidStream);
   return { session, stream, payload: data.subarray(end) };
+}
+
+/**
+ * The data frames of a binary message: the message itself, or the entries of a batch
+ * (`02 ‖ (u16 BE length ‖ data frame)+`, §5.6) as views, each still to be checked by
+ * {@link decodeDataFrame} (which refuses an empty entry or a nested batch). Throws
+ * {@link ProtocolError} (4000) for an empty batch or an entry that runs past the end.
+ */
+export function splitBatch(data: Uint8Array): Uint8Array[] {
+  if (data[0] !== BATCH_KIND) return [data];
+  const frames = [];
+  let i = 1;
+  // bytes past the end read as 0: a length cut short, or none at all, runs past the end
+  do frames.push(data.subarray(i + 2, (i += 2 + ((data[i]! << 8) | data[i + 1]!))));
+  while (i < data.length);
+  if (i > data.length) fail('data frame');
+  return frames;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -302,6 +320,8 @@ export type ClientMessage =
       signature: Uint8Array;
       token?: string | undefined;
       resume?: ResumeRequest | undefined;
+      /** We take batch messages (§5.6). */
+      batch?: boolean | undefined;
     }
   | { type: 'open'; id: number; session: number; backend: string }
   | { type: 'signature'; id: number; signature: Uint8Array }
@@ -353,7 +373,9 @@ export function decodeClientMessage(text: string, maxBytes = 16384, maxSessions 
       if (entries.length > maxSessions || !ok) fail('auth.resume.sessions');
       resume = { token: raw.token as string, sessions: sessions as Record<string, number> };
     }
-    extra = { version: PROTOCOL_VERSION, token, resume };
+    const batch = obj.batch ?? false;
+    if (typeof batch !== 'boolean') fail('auth.batch');
+    extra = { version: PROTOCOL_VERSION, token, resume, batch };
   }
   if (type === 'open' && ('addrs' in obj || 'addr' in obj || 'multiaddrs' in obj)) {
     throw violation('the gateway dials configured backends only, never addresses', CloseCode.BackendUnknown);

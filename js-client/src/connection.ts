@@ -28,6 +28,7 @@ import {
   decodeServerMessage,
   encodeClientMessage,
   isStreamName,
+  splitBatch,
 } from './codec.js';
 import { OVERHEAD } from './crypto.js';
 import { GatewayError, GlueberryError, InvalidArgumentError, LimitExceededError, ProtocolError } from './errors.js';
@@ -312,7 +313,7 @@ export abstract class Connection extends Emitter<ClientEvents> {
     try {
       if (typeof data === 'string') this.#dispatch(decodeServerMessage(data));
       else if (this.#phase !== 'ready') throw new ProtocolError('data before ready');
-      else this._frame(decodeDataFrame(data, MAX_RECEIVE_BYTES));
+      else for (const frame of splitBatch(data)) this._frame(decodeDataFrame(frame, MAX_RECEIVE_BYTES));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.#drop(err.code, err.message, err);
@@ -344,6 +345,7 @@ export abstract class Connection extends Emitter<ClientEvents> {
         signature: this._identity.sign(authMessage(message.gateway, this.#origin, message.nonce)),
         token: this.#token,
         resume: this.#resumeSent ? { token: this.#resumeToken!, sessions } : undefined,
+        batch: true,
       });
       this.#phase = 'auth';
     } else if (this.#phase === 'auth') {

@@ -275,11 +275,10 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     if (!this._attached) return; // a late frame of an incarnation already given up
     this._received++;
     if (stream === HANDSHAKE_STREAM) this.#onHandshake(payload);
-    else if (!this.#host._streams.has(stream))
-      return; // not prepared: dropped, as Go drops it
-    else if (!this.#cipher) {
-      if (this.#held.length < this.#host._bounds.heldFrames) this.#held.push([stream, payload]);
-    } else this.#decrypt(stream, payload);
+    else if (this.#host._streams.has(stream)) {
+      if (this.#cipher) this.#decrypt(stream, payload);
+      else if (this.#held.length < this.#host._bounds.heldFrames) this.#held.push([stream, payload]);
+    } // else: a stream not prepared: dropped, as Go drops it
   }
 
   /** @internal The socket is gone; the session waits for a resume. */

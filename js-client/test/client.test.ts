@@ -54,6 +54,7 @@ describe('GlueberryClient: connect and auth (§3)', () => {
     assert.deepEqual(auth.public_key, identity.publicKey);
     assert.equal(auth.token, 'jwt.token.here');
     assert.equal(auth.resume, undefined);
+    assert.equal(auth.batch, true); // it takes batch messages (§5.6)
     const client = await pending;
     client.on('state', ({ state }) => states.push(state));
     assert.equal(client.state, 'connected');
@@ -203,6 +204,18 @@ describe('GlueberryClient: sessions (§5)', () => {
     await assert.rejects(session.send('other', 'x'), InvalidArgumentError);
     await assert.rejects(session.send('handshake', 'x'), InvalidArgumentError);
     await assert.rejects(session.send('chat', new Uint8Array((1 << 20) + 1)), InvalidArgumentError);
+  });
+
+  it('asks for batches in auth and takes each frame of a batch in order (§5.6)', async () => {
+    const { socket, session, backend } = await openChat();
+    const messages: string[] = [];
+    session.on('message', (m) => messages.push(m.text));
+    backend.sendBatch(socket, 1, 'chat', ['one', 'two', 'three']);
+    backend.send(socket, 1, 'chat', 'four');
+    await tick();
+    assert.deepEqual(messages, ['one', 'two', 'three', 'four']);
+    socket.sendBinary(Uint8Array.of(2, 0, 9, 1)); // an entry longer than the batch
+    assert.equal((await socket.whenClosed()).code, CloseCode.ProtocolError);
   });
 
   it('yields messages to async iteration, also those that came before', async () => {

@@ -12,10 +12,12 @@ import {
   encodeDataFrame,
   isNoisePayload,
   isStreamName,
+  splitBatch,
 } from '../src/codec.js';
 import { CloseCode } from '../src/codes.js';
 import { InvalidArgumentError, ProtocolError } from '../src/errors.js';
 import { Identity } from '../src/identity.js';
+import { encodeBatch } from './fake-gateway.js';
 import { hex } from './helpers.js';
 
 const PEER = Identity.fromSeed(new Uint8Array(32).fill(1)).peerId;
@@ -43,6 +45,35 @@ describe('base64url', () => {
     violates(() => b64urlDecode('AAAA', 'x', 4)); // 3 bytes, 4 expected
     violates(() => b64urlDecode('A'.repeat(6000), 'x')); // over the default 4096 bytes
     assert.equal(b64urlDecode('A'.repeat(6000), 'x', undefined, 8192).length, 4500);
+  });
+});
+
+describe('batches (§5.6)', () => {
+  const a = encodeDataFrame(1, 'chat', Uint8Array.of(1));
+  const b = encodeDataFrame(2, 'files', bytes(300));
+  const entry = (frame: Uint8Array): number[] => [frame.length >> 8, frame.length & 255, ...frame];
+  it('splits a batch into its data frames, in order, and passes a data frame through', () => {
+    const batch = encodeBatch([a, b, a]);
+    assert.equal(hex(batch.subarray(0, 3)), '02' + '0009');
+    assert.deepEqual(
+      splitBatch(batch).map((f) => decodeDataFrame(f, 1000).stream),
+      ['chat', 'files', 'chat'],
+    );
+    assert.deepEqual(splitBatch(a), [a]);
+  });
+  it('rejects malformed batches with 4000', () => {
+    const bad = (batch: Uint8Array): void => violates(() => splitBatch(batch).map((f) => decodeDataFrame(f, 100)));
+    bad(Uint8Array.of(2)); // empty
+    bad(Uint8Array.of(2, 0)); // length cut short
+    bad(Uint8Array.of(2, 0, 99, ...a)); // entry past the end
+    bad(Uint8Array.of(2, 0, 0)); // empty entry
+    bad(Uint8Array.from([2, ...entry(encodeBatch([a]))])); // nested
+    bad(Uint8Array.from([2, ...entry(a), 0])); // a stray byte
+  });
+  it('the gateway takes a boolean batch flag in auth', () => {
+    const auth = { type: 'auth', version: 1, public_key: b64(bytes(32)), signature: b64(bytes(64)) };
+    assert.equal((decodeClientMessage(JSON.stringify({ ...auth, batch: true })) as { batch: boolean }).batch, true);
+    violates(() => decodeClientMessage(JSON.stringify({ ...auth, batch: 'yes' })));
   });
 });
 
@@ -261,6 +292,7 @@ describe('client → gateway messages', () => {
       signature: bytes(64, 2),
       token: 'jwt',
       resume,
+      batch: true,
     });
     assert.deepEqual(decodeClientMessage(full), {
       type: 'auth',
@@ -269,6 +301,7 @@ describe('client → gateway messages', () => {
       signature: bytes(64, 2),
       token: 'jwt',
       resume,
+      batch: true,
     });
     const shapes = [
       { type: 'open', id: 1, session: 1, backend: 'chat' },

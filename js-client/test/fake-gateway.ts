@@ -24,7 +24,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { utf8Encode } from '../src/bytes.js';
+import { concatBytes, utf8Encode } from '../src/bytes.js';
 import { GlueberryClient, type GlueberryClientOptions } from '../src/client.js';
 import {
   type ClientMessage,
@@ -76,6 +76,12 @@ class Queue<T> {
   get length(): number {
     return this.#items.length;
   }
+}
+
+/** `02 ‖ (u16 BE length ‖ frame)+`: the gateway's batch message (§5.6). */
+export function encodeBatch(frames: Uint8Array[]): Uint8Array {
+  const parts = frames.map((f) => concatBytes(Uint8Array.of(f.length >> 8, f.length & 0xff), f));
+  return concatBytes(Uint8Array.of(0x02), ...parts);
 }
 
 /** Run `fn` as a later task, as a browser dispatches WebSocket events. */
@@ -150,6 +156,11 @@ export class FakeSocket {
 
   sendData(session: number, stream: string, payload: Uint8Array): void {
     this.sendBinary(encodeDataFrame(session, stream, payload));
+  }
+
+  /** Several data frames in one batch message (§5.6). */
+  sendBatch(frames: Uint8Array[]): void {
+    this.sendBinary(encodeBatch(frames));
   }
 
   /** The gateway closes the socket (or the connection is lost: 1006). */
@@ -233,6 +244,11 @@ export class FakeBackend {
   /** Encrypt and send `text` to the client on `stream`. */
   send(socket: FakeSocket, session: number, stream: string, text: string | Uint8Array): void {
     socket.sendData(session, stream, this.cipher!.encrypt(typeof text === 'string' ? utf8Encode(text) : text));
+  }
+
+  /** Encrypt each of `texts` and send them to the client on `stream` in one batch message. */
+  sendBatch(socket: FakeSocket, session: number, stream: string, texts: string[]): void {
+    socket.sendBatch(texts.map((t) => encodeDataFrame(session, stream, this.cipher!.encrypt(utf8Encode(t)))));
   }
 
   /** Decrypt the next data frame from the client (asserting session and stream). */

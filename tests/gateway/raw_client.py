@@ -67,6 +67,7 @@ class RawClient:
     challenge: Json | None = None
     ready: Json | None = None
     frames: deque[codec.DataFrame] = field(default_factory=deque)  # binary frames read meanwhile
+    binary_messages: int = 0  # binary WebSocket messages read (a batch is one, §5.6)
 
     @classmethod
     async def connect(
@@ -148,7 +149,7 @@ class RawClient:
             while True:
                 message = await self.ws.recv()
                 if isinstance(message, bytes):
-                    self.frames.append(codec.decode_data_frame(message, max_bytes=1 << 24))
+                    self._keep(message)
                     continue
                 obj = codec.decode_server_message(message)
                 if kind is None or obj["type"] == kind:
@@ -160,8 +161,16 @@ class RawClient:
             while not self.frames:
                 message = await self.ws.recv()
                 if isinstance(message, bytes):
-                    self.frames.append(codec.decode_data_frame(message, max_bytes=1 << 24))
+                    self._keep(message)
             return self.frames.popleft()
+
+    def _keep(self, message: bytes) -> None:
+        self.binary_messages += 1
+        if message[:1] == bytes((codec.BATCH_KIND,)):
+            frames = codec.decode_batch(message, max_bytes=1 << 24)
+        else:
+            frames = [memoryview(message)]
+        self.frames.extend(codec.decode_data_frame(f, max_bytes=1 << 24) for f in frames)
 
     async def until_closed(self, *, timeout: float = 5.0) -> Closed:
         """Read everything until the gateway closes the socket."""
@@ -215,8 +224,8 @@ class RawClient:
         fields |= {"signature": signature, "token": token} | extra
         await self.send_json("auth", **fields)
 
-    async def authenticate(self, *, token: str | None = None) -> Json:
-        await self.send_auth(token=token)
+    async def authenticate(self, *, token: str | None = None, **extra: Any) -> Json:
+        await self.send_auth(token=token, **extra)
         self.ready = await self.next_control("ready")
         return self.ready
 

@@ -80,9 +80,11 @@ from glueberry_gateway.codec import (
     Refresh,
     Signature,
     SignRefused,
+    decode_batch,
     decode_client_message,
     decode_data_frame,
     encode,
+    encode_batch,
     encode_data_frame,
 )
 from glueberry_gateway.codes import Code
@@ -211,10 +213,12 @@ class Script:
                 return control
             for item in items:
                 if isinstance(item, bytes):
-                    frame = decode_data_frame(item, max_bytes=1 << 21)
-                    assert frame.session == number
-                    for stream, payload in backend.on_frame(frame.stream, bytes(frame.payload)):
-                        self.core.receive_binary(encode_data_frame(number, stream, payload))
+                    batch = decode_batch(item, max_bytes=1 << 21) if item[0] == 0x02 else [item]
+                    for data in batch:
+                        frame = decode_data_frame(data, max_bytes=1 << 21)
+                        assert frame.session == number
+                        for stream, payload in backend.on_frame(frame.stream, bytes(frame.payload)):
+                            self.core.receive_binary(encode_data_frame(number, stream, payload))
                 else:
                     control.append(item)
         raise AssertionError("relay did not settle")
@@ -605,7 +609,7 @@ class TestDataFrames:
         expect_violation(s, lambda: s.core.receive_binary(big), Code.MESSAGE_TOO_BIG)
         s = Script()
         s.authenticate()
-        expect_violation(s, lambda: s.core.receive_binary(b"\x02\x00\x01\x01a"), Code.PROTOCOL_ERROR)
+        expect_violation(s, lambda: s.core.receive_binary(b"\x7f\x00\x01\x01a"), Code.PROTOCOL_ERROR)
         s = Script()
         s.authenticate()
         number = s.open()
@@ -620,6 +624,86 @@ class TestDataFrames:
         s.from_backend(number, "chat", b"late")
         assert s.core.events_received() == [FrameDropped(number, "chat", "the session is closing")]
         assert s.core.session(number).received == 4  # PubKey, Hello, Complete, late
+
+
+class TestBatches:
+    """§5.6: batches from the gateway are taken frame by frame; ours go out only when ready says
+    the gateway takes them."""
+
+    def test_auth_says_we_take_batches(self) -> None:
+        assert Script().challenge().batch is True
+
+    def test_a_batch_is_received_frame_by_frame_in_order(self) -> None:
+        s = Script()
+        number = s.established()
+        assert s.backend.cipher is not None
+        cipher = s.backend.cipher
+        before = s.core.session(number).received
+        frames = [encode_data_frame(number, "chat", cipher.encrypt(w)) for w in (b"one", b"two", b"three")]
+        s.core.receive_binary(encode_batch(frames))
+        assert s.core.events_received() == [
+            MessageReceived(number, "chat", b"one"),
+            MessageReceived(number, "chat", b"two"),
+            MessageReceived(number, "chat", b"three"),
+        ]
+        assert s.core.session(number).received == before + 3  # each frame counts for resume
+
+    @pytest.mark.parametrize(
+        "batch", [b"\x02", b"\x02\x00", b"\x02\x00\x09\x01", b"\x02\x00\x00", b"\x02\x00\x03\x02\x00\x00"]
+    )
+    def test_malformed_batches(self, batch: bytes) -> None:
+        s = Script()
+        s.authenticate()
+        expect_violation(s, lambda: s.core.receive_binary(batch), Code.PROTOCOL_ERROR)
+
+    def test_a_batch_over_max_receive_bytes(self) -> None:
+        s = Script(max_receive_bytes=100)
+        s.authenticate()
+        number = s.open()
+        batch = encode_batch([encode_data_frame(number, "chat", bytes(40))] * 3)  # each fits, not all
+        expect_violation(s, lambda: s.core.receive_binary(batch), Code.MESSAGE_TOO_BIG)
+
+    def sent(self, s: Script, number: int) -> list[str | bytes]:
+        s.core.send_data(number, "chat", b"1")
+        s.core.send_data(number, "chat", b"2")
+        s.core.ping()
+        s.core.send_data(number, "chat", b"3")
+        items = s.core.data_to_send()
+        assert all(isinstance(item, str | bytes) for item in items)
+        return items  # type: ignore[return-value]
+
+    def test_frames_go_one_by_one_when_ready_does_not_offer_batches(self) -> None:
+        s = Script()
+        number = s.established()
+        items = self.sent(s, number)
+        assert [type(i) for i in items] == [bytes, bytes, str, bytes]
+        assert all(isinstance(i, str) or i[0] == 0x01 for i in items)
+
+    def test_frames_sent_together_go_as_one_batch_when_ready_offers_them(self) -> None:
+        s = Script()
+        s.challenge()
+        s.core.receive_text(msg("ready", **s.ready_fields(batch=True)))
+        number = s.open()
+        s.core.start_handshake(number, streams=["chat"], name="alice")
+        s.relay(number)
+        assert s.backend.cipher is not None
+        first, ping, last = self.sent(s, number)
+        assert isinstance(first, bytes)
+        assert first[0] == 0x02
+        assert [
+            s.backend.cipher.decrypt(decode_data_frame(f, max_bytes=1000).payload)
+            for f in decode_batch(first, max_bytes=1000)
+        ] == [b"1", b"2"]
+        assert isinstance(ping, str)
+        assert decode_client_message(ping) == Ping(ping_id(ping))
+        assert isinstance(last, bytes)
+        assert last[0] == 0x01  # alone: a plain data frame
+
+
+def ping_id(text: str) -> int:
+    message = decode_client_message(text)
+    assert isinstance(message, Ping)
+    return message.id
 
 
 class TestHandshake:

@@ -989,3 +989,123 @@ class TestSocketLimits:
         await second.close()
         assert await wait_for(lambda: a.metric("sockets") == 1, 5)
         await a.assert_unharmed()
+
+
+# ---- §5.6: batches -------------------------------------------------------------------------------
+
+
+def _entry(frame: bytes) -> bytes:
+    return len(frame).to_bytes(2, "big") + frame
+
+
+class TestBatches:
+    """§5.6: a batch means what its frames mean one by one; a malformed batch closes with 4000,
+    one over ``max_frame_bytes`` with 4009."""
+
+    async def established(self, a: Arena, **auth: Any) -> tuple[RawClient, RawSession]:
+        raw = await a.raw()
+        await raw.authenticate(**auth)
+        session = await raw.open(BACKEND, session=1, request_id=1)
+        await raw.handshake(session)
+        return raw, session
+
+    async def echoes(self, raw: RawClient, session: RawSession, n: int) -> list[bytes]:
+        assert session.cipher is not None
+        return [session.cipher.decrypt(bytes((await raw.next_frame()).payload)) for _ in range(n)]
+
+    async def test_ready_says_batches_are_welcome(self, arena: MakeArena) -> None:
+        a = await arena()
+        raw = await a.authed()
+        assert raw.ready is not None
+        assert raw.ready["batch"] is True
+
+    async def test_a_batch_is_relayed_frame_by_frame_in_order(self, arena: MakeArena) -> None:
+        a = await arena()
+        raw, session = await self.established(a)  # did not ask for batches: gets single frames
+        assert session.cipher is not None
+        words = [f"m{i}".encode() for i in range(12)]
+        batch = codec.encode_batch(
+            [codec.encode_data_frame(1, "chat", session.cipher.encrypt(w)) for w in words]
+        )
+        before = raw.binary_messages
+        await raw.send_binary(batch)
+        assert await self.echoes(raw, session, 12) == [b"echo:" + w for w in words]
+        assert raw.binary_messages - before == 12  # one message per frame for this browser
+        assert [data for _, data in a.backend.received][-12:] == words
+        await a.assert_unharmed()
+
+    async def test_the_gateway_batches_for_a_browser_that_asked(self, arena: MakeArena) -> None:
+        a = await arena()
+        raw, session = await self.established(a, batch=True)
+        assert session.cipher is not None
+        cipher = session.cipher
+        sent = got = 0
+        received: list[bytes] = []
+        before = raw.binary_messages
+        for burst in range(5):  # the backend's echoes of one burst share a write, mostly
+            words = [f"b{burst}-{i}".encode() for i in range(16)]
+            await raw.send_binary(
+                codec.encode_batch([codec.encode_data_frame(1, "chat", cipher.encrypt(w)) for w in words])
+            )
+            sent += 16
+            received += await self.echoes(raw, session, 16)
+            got = raw.binary_messages - before
+        assert received == [b"echo:" + f"b{b}-{i}".encode() for b in range(5) for i in range(16)]
+        assert got < sent  # some echoes came several to a message
+        await a.assert_unharmed()
+
+    async def test_an_error_about_one_frame_does_not_stop_the_others(self, arena: MakeArena) -> None:
+        a = await arena()
+        raw, session = await self.established(a)
+        assert session.cipher is not None
+        frames = [
+            codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"first")),
+            codec.encode_data_frame(9, "chat", b"to nowhere"),  # 4103, this frame only
+            codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"last")),
+        ]
+        await raw.send_binary(codec.encode_batch(frames))
+        assert_session_error(
+            await raw.next_control("error"), Code.SESSION_NOT_FOUND, session=9, request_id=None
+        )
+        assert await self.echoes(raw, session, 2) == [b"echo:first", b"echo:last"]
+        await a.assert_unharmed()
+
+    async def test_each_frame_of_a_batch_counts_against_the_message_rate(self, arena: MakeArena) -> None:
+        a = await arena(messages_per_second=20)
+        raw, session = await self.established(a)
+        assert session.cipher is not None
+        frame = codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"x"))
+        await raw.send_binary(codec.encode_batch([frame] * 30))  # one message, 30 frames
+        await a.assert_closed_alone(raw, Code.RATE_LIMITED)
+
+    @pytest.mark.parametrize(
+        "batch",
+        [
+            bytes([codec.BATCH_KIND]),
+            bytes([codec.BATCH_KIND, 0]),
+            bytes([codec.BATCH_KIND]) + (100).to_bytes(2, "big") + codec.encode_data_frame(1, "chat", b"x"),
+            bytes([codec.BATCH_KIND]) + _entry(b""),
+            bytes([codec.BATCH_KIND])
+            + _entry(codec.encode_batch([codec.encode_data_frame(1, "chat", b"x")])),
+            bytes([codec.BATCH_KIND]) + _entry(codec.encode_data_frame(1, "chat", b"ok")) + b"\x00",
+        ],
+        ids=["empty", "length-cut-short", "entry-past-the-end", "empty-entry", "nested", "trailing-byte"],
+    )
+    async def test_malformed_batch(self, arena: MakeArena, batch: bytes) -> None:
+        a = await arena()
+        raw, _ = await self.established(a)
+        await raw.send_binary(batch)
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
+
+    async def test_batch_over_max_frame_bytes(self, arena: MakeArena) -> None:
+        a = await arena(max_frame_bytes=4096)
+        raw, _ = await self.established(a)
+        frame = codec.encode_data_frame(1, "chat", bytes(1500))
+        await raw.send_binary(codec.encode_batch([frame] * 3))  # each frame fits, the batch does not
+        await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
+
+    async def test_batch_flag_must_be_a_boolean(self, arena: MakeArena) -> None:
+        a = await arena()
+        raw = await a.raw()
+        await raw.send_auth(batch="yes")
+        await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["BrowserSocket"]
 
 _log = logging.getLogger("glueberry_gateway")
+_BATCH = bytes((codec.BATCH_KIND,))
+# The largest batch the gateway sends (§5.6): bigger bursts go as several.
+BATCH_BYTES = 64 * 1024
 _audit = logging.getLogger("glueberry_gateway.audit")
 
 
@@ -109,6 +113,10 @@ class BrowserSocket:
         self._token_timers: tuple[asyncio.TimerHandle, ...] = ()  # the notice and the expiry
         self._ws_closed = False
         self._lost = False  # the socket dropped without a close: sessions may be resumed
+        self.batch = False  # the browser takes batch messages (said so in auth)
+        self._held: list[bytes] = []  # data frames for the batch sent at the end of this loop turn
+        self._held_acks: list[Ack] = []
+        self._held_flush: asyncio.Handle | None = None
 
     # The socket's life.
 
@@ -151,6 +159,7 @@ class BrowserSocket:
     async def _finish(self, writer: asyncio.Task[None]) -> None:
         if self._closing is None:
             self._closing = (Code.NORMAL, "")
+        self._send_held()
         self._wake()
         if self._abandoned:  # a slow consumer: its writer may wait forever
             writer.cancel()
@@ -240,6 +249,7 @@ class BrowserSocket:
                     nonce=challenge.nonce,
                 )
                 self.public_key = message.public_key
+                self.batch = message.batch
                 self.claims = gw.check_token(message.token, self.peer_id)
         except ProtocolViolation as exc:
             gw.metrics.auth_failures.labels(exc.code.name).inc()
@@ -276,6 +286,7 @@ class BrowserSocket:
                     "max_control_bytes": self.limits.max_control_bytes,
                 },
                 resumed=resumed,
+                batch=True,  # batches from the browser are welcome (§5.6)
             ),
             None,
         )
@@ -289,21 +300,34 @@ class BrowserSocket:
         while self._closing is None:
             raw = await self._receive()
             now = self._last_activity
-            if self._messages.take(now) or self._bytes.take(now, len(raw)):
+            batch = (
+                codec.decode_batch(raw, max_bytes=limits.max_frame_bytes)
+                if isinstance(raw, bytes) and raw[:1] == _BATCH
+                else None
+            )
+            count = 1 if batch is None else len(batch)  # each frame of a batch counts (§7)
+            if self._messages.take(now, count) or self._bytes.take(now, len(raw)):
                 raise ProtocolViolation(Code.RATE_LIMITED, "too many messages or bytes per second")
-            try:
-                if isinstance(raw, bytes):
-                    await self._on_data(raw)
-                else:
-                    self._on_control(codec.decode_client_message(raw, max_bytes=limits.max_control_bytes))
-            except ProtocolViolation as exc:
-                if is_socket_level(exc.code):
-                    raise
-                self._error(exc.code, exc.message, **exc.fields)  # 4100+: this request only (§8)
+            if batch is None:
+                await self._handle(raw)
+            else:
+                for frame in batch:
+                    await self._handle(frame)
+
+    async def _handle(self, raw: str | bytes | memoryview) -> None:
+        try:
+            if isinstance(raw, str):
+                self._on_control(codec.decode_client_message(raw, max_bytes=self.limits.max_control_bytes))
+            else:
+                await self._on_data(raw)
+        except ProtocolViolation as exc:
+            if is_socket_level(exc.code):
+                raise
+            self._error(exc.code, exc.message, **exc.fields)  # 4100+: this request only (§8)
 
     # Browser -> gateway.
 
-    async def _on_data(self, raw: bytes) -> None:
+    async def _on_data(self, raw: bytes | memoryview) -> None:
         frame = codec.decode_data_frame(raw, max_bytes=self.limits.max_frame_bytes)
         session = self.sessions.get(frame.session)
         if session is None:
@@ -472,11 +496,36 @@ class BrowserSocket:
 
     # BrowserLink (called by sessions).
 
-    def send_data(self, frame: bytes, ack: Ack | None) -> None:
+    def send_frames(self, frames: list[bytes], ack: Ack | None) -> None:
         traffic = self._traffic
-        traffic.frames_to_browser += 1
-        traffic.bytes_to_browser += len(frame)
-        self._enqueue(frame, ack)
+        traffic.frames_to_browser += len(frames)
+        traffic.bytes_to_browser += sum(map(len, frames))
+        if not self.batch:
+            last = len(frames) - 1
+            for i, frame in enumerate(frames):
+                self._enqueue(frame, ack if i == last else None)
+            return
+        # Hold the frames until the end of this event-loop turn: whatever the backends deliver to
+        # this browser meanwhile leaves as one batch message, one WebSocket write (§5.6).
+        self._held += frames
+        if ack is not None:
+            self._held_acks.append(ack)
+        if self._held_flush is None:
+            self._held_flush = asyncio.get_running_loop().call_soon(self._send_held)
+
+    def _send_held(self) -> None:
+        if self._held_flush is not None:
+            self._held_flush.cancel()
+            self._held_flush = None
+        frames, acks = self._held, self._held_acks
+        if not frames:
+            return
+        self._held, self._held_acks = [], []
+        ack = None if not acks else acks[0] if len(acks) == 1 else functools.partial(_call_all, acks)
+        messages = codec.pack_batches(frames, BATCH_BYTES)
+        last = len(messages) - 1
+        for i, message in enumerate(messages):  # the acks go with the last
+            self._enqueue(message, ack if i == last else None)
 
     def stream_closed(self, session: BackendSession, name: str) -> None:
         self._enqueue(codec.encode("stream_closed", session=session.number, stream=name), None)
@@ -497,6 +546,8 @@ class BrowserSocket:
         self._enqueue(codec.encode("error", code=int(code), message=message, **fields), None)
 
     def _enqueue(self, item: bytes | str, ack: Ack | None) -> None:
+        if self._held and isinstance(item, str):  # a notice goes after the data sent before it
+            self._send_held()
         if self._writer_idle and not self._queue and self._closing is None:
             # The writer is idle: send right here, without a task switch, when the socket can
             # take it at once (the usual case); otherwise the writer finishes this send first.
@@ -560,6 +611,12 @@ class BrowserSocket:
             reader.cancel()
 
     def _drop_queue(self) -> None:
+        if self._held_flush is not None:
+            self._held_flush.cancel()
+            self._held_flush = None
+        for held_ack in self._held_acks:
+            held_ack()
+        self._held, self._held_acks = [], []
         while self._queue:
             _, ack = self._queue.popleft()
             if ack is not None:
@@ -657,6 +714,11 @@ class BrowserSocket:
             self._enqueue(codec.encode("drain", reconnect_after_ms=reconnect_after_ms), None)
             self._closing = (Code.GOING_AWAY, "the gateway is restarting")
         self._wake()
+
+
+def _call_all(acks: list[Ack]) -> None:
+    for ack in acks:
+        ack()
 
 
 def run_until_suspended(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:

@@ -50,18 +50,23 @@ from glueberry.wire.cipher import OVERHEAD, StreamCipher, shared_key
 
 from .auth import auth_message, is_noise_payload
 from .codec import (
+    BATCH_KIND,
     MAX_ID,
     MAX_SESSION,
     PROTOCOL_VERSION,
     ProtocolViolation,
     b64d,
     b64e,
+    decode_batch,
     decode_data_frame,
     decode_server_message,
     encode,
     encode_data_frame,
+    pack_batches,
 )
 from .codes import Code
+
+_BATCH = bytes((BATCH_KIND,))
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -623,6 +628,7 @@ class ClientProtocol:
         self._gateway_peer_id: PeerID | None = None
         self._backends: tuple[BackendInfo, ...] = ()
         self._limits = GatewayLimits()
+        self._gateway_batches = False  # ready said the gateway takes batch messages (§5.6)
         self._resume_token: bytes | None = None
         self._resume_grace = resume.resume_grace if resume else 30.0
         self._resume = resume
@@ -703,6 +709,22 @@ class ClientProtocol:
         """Messages for the socket, in order (clears the list): ``str`` as a text frame, ``bytes``
         as a binary frame, :class:`CloseSocket`: close the socket (nothing follows it)."""
         out, self._output = self._output, []
+        if self._gateway_batches and len(out) > 1:
+            out = self._batched(out)
+        return out
+
+    def _batched(self, items: list[Outgoing]) -> list[Outgoing]:
+        """Runs of data frames as batch messages, each within the gateway's max_frame_bytes."""
+        out: list[Outgoing] = []
+        run: list[bytes] = []
+        for item in items:
+            if isinstance(item, bytes):
+                run.append(item)
+                continue
+            out += pack_batches(run, self._limits.max_frame_bytes)
+            run.clear()
+            out.append(item)
+        out += pack_batches(run, self._limits.max_frame_bytes)
         return out
 
     def receive_text(self, text: str | bytes) -> None:
@@ -727,7 +749,11 @@ class ClientProtocol:
         try:
             if self._state is not ClientState.READY:
                 raise _violation("data frame before ready")
-            self._on_data(data)
+            if data[:1] == _BATCH:
+                for frame in decode_batch(data, max_bytes=self._max_receive_bytes):
+                    self._on_data(frame)
+            else:
+                self._on_data(data)
         except ProtocolViolation as exc:
             raise self._fail(exc) from exc
 
@@ -1073,6 +1099,7 @@ class ClientProtocol:
                 signature=signature,
                 token=self._token,
                 resume=resume,
+                batch=True,  # we take batch messages (§5.6)
             )
         )
         self._advance(_Trigger.CHALLENGE)
@@ -1083,6 +1110,7 @@ class ClientProtocol:
             raise _violation(f"ready names peer {peer}, but our key is {self._peer_id}")
         token = b64d(obj.get("resume_token"), "resume_token", size=24)
         grace = _get_number(obj, "resume_grace", 30.0)
+        self._gateway_batches = obj.get("batch") is True
         raw_backends = obj.get("backends") or []
         if not isinstance(raw_backends, list) or len(raw_backends) > MAX_BACKENDS:
             raise _violation(f"ready.backends must be a list of at most {MAX_BACKENDS}")
@@ -1243,7 +1271,7 @@ class ClientProtocol:
         self._last_error = error
         self._events.append(GatewayErrorReceived(error))
 
-    def _on_data(self, data: bytes) -> None:
+    def _on_data(self, data: bytes | memoryview) -> None:
         frame = decode_data_frame(data, max_bytes=self._max_receive_bytes)
         rec = self._sessions.get(frame.session)
         if rec is None:

@@ -1,6 +1,7 @@
 """Encoding and validation of gateway protocol messages (docs/gateway-protocol.md), both ways.
 
-Control messages are JSON text frames (orjson); data is a binary frame with a 4+n byte header.
+Control messages are JSON text frames (orjson); data is a binary frame with a 4+n byte header, or
+a batch of such frames in one binary message (kind 0x02, §5.6).
 Every decoder bounds its input and raises :class:`ProtocolViolation` with the close code to use;
 nothing here does I/O.
 """
@@ -21,7 +22,9 @@ from glueberry.exceptions import InvalidStreamName
 from .codes import Code
 
 __all__ = [
+    "BATCH_KIND",
     "DATA_KIND",
+    "MAX_BATCH_ENTRY",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     "Auth",
@@ -37,20 +40,26 @@ __all__ = [
     "b64d",
     "b64e",
     "decode_client_message",
+    "decode_batch",
     "decode_data_frame",
     "decode_server_message",
     "encode",
+    "encode_batch",
     "encode_data_frame",
+    "pack_batches",
 ]
 
 SUBPROTOCOL: Final = "glueberry.v1"
 PROTOCOL_VERSION: Final = 1
 DATA_KIND: Final = 0x01
+BATCH_KIND: Final = 0x02
 MAX_ID: Final = 2**31 - 1
 MAX_SESSION: Final = 65535
 MAX_TOKEN_CHARS: Final = 8192
 MAX_NAME_CHARS: Final = 128
 _HEADER = struct.Struct(">BHB")
+_ENTRY = struct.Struct(">H")
+MAX_BATCH_ENTRY: Final = 0xFFFF  # a larger data frame travels alone
 
 
 class ProtocolViolation(Exception):
@@ -92,6 +101,7 @@ class Auth:
     token: str | None = None
     resume_token: bytes | None = None
     resume_sessions: dict[int, int] = field(default_factory=dict)  # session -> frames received
+    batch: bool = False  # the browser takes batch messages (§5.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,13 @@ def _str(obj: dict[str, Any], key: str, max_chars: int) -> str:
         raise ProtocolViolation(
             Code.PROTOCOL_ERROR, f"'{key}' must be a non-empty string of at most {max_chars} chars"
         )
+    return value
+
+
+def _bool(obj: dict[str, Any], key: str) -> bool:
+    value = obj.get(key, False)
+    if type(value) is not bool:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, f"'{key}' must be true or false")
     return value
 
 
@@ -214,6 +231,7 @@ def decode_client_message(
             token=token,
             resume_token=resume_token,
             resume_sessions=sessions,
+            batch=_bool(obj, "batch"),
         )
     if kind == "open":
         request = Open(
@@ -277,7 +295,7 @@ def data_header(session: int, stream: str) -> bytes:
     return _HEADER.pack(DATA_KIND, session, len(name)) + name
 
 
-def decode_data_frame(data: bytes, *, max_bytes: int) -> DataFrame:
+def decode_data_frame(data: bytes | memoryview, *, max_bytes: int) -> DataFrame:
     """Parse a binary frame. The payload is a zero-copy view into ``data``.
 
     Raises:
@@ -303,3 +321,73 @@ def decode_data_frame(data: bytes, *, max_bytes: int) -> DataFrame:
             Code.INVALID_STREAM, "invalid stream name in a data frame", session=session
         ) from exc
     return DataFrame(session, name, memoryview(data)[end:])
+
+
+def encode_batch(frames: list[bytes]) -> bytes:
+    """One binary message carrying ``frames`` (each a whole data frame of at most
+    ``MAX_BATCH_ENTRY`` bytes) in order (§5.6)."""
+    parts = [bytes((BATCH_KIND,))]
+    for frame in frames:
+        if len(frame) > MAX_BATCH_ENTRY:
+            raise ValueError(f"a {len(frame)}-byte frame cannot be in a batch; send it alone")
+        parts.append(_ENTRY.pack(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def pack_batches(frames: list[bytes], max_bytes: int) -> list[bytes]:
+    """``frames`` as few binary messages as can carry them in order: batches of at most
+    ``max_bytes``, and a frame alone where it fits in no batch (or has no company)."""
+    messages: list[bytes] = []
+    run: list[bytes] = []
+    size = 1
+
+    def end_run() -> None:
+        if run:
+            messages.append(run[0] if len(run) == 1 else encode_batch(run))
+            run.clear()
+
+    for frame in frames:
+        if len(frame) > MAX_BATCH_ENTRY or len(frame) + 3 > max_bytes:
+            end_run()
+            messages.append(frame)
+            size = 1
+            continue
+        if size + 2 + len(frame) > max_bytes:
+            end_run()
+            size = 1
+        run.append(frame)
+        size += 2 + len(frame)
+    end_run()
+    return messages
+
+
+def decode_batch(data: bytes, *, max_bytes: int) -> list[memoryview]:
+    """Split a batch message into its data frames (zero-copy views; each still to be decoded
+    with :func:`decode_data_frame`).
+
+    Raises:
+        ProtocolViolation: over ``max_bytes`` (4009); not a batch, empty, an entry cut short or
+        one that is not a data frame (4000).
+    """
+    if len(data) > max_bytes:
+        raise ProtocolViolation(Code.MESSAGE_TOO_BIG, f"batch over {max_bytes} bytes")
+    if not data or data[0] != BATCH_KIND:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "not a batch")
+    view = memoryview(data)
+    frames = []
+    offset, end = 1, len(data)
+    while offset < end:
+        if end - offset < _ENTRY.size:
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, "batch entry cut short in its length")
+        (size,) = _ENTRY.unpack_from(data, offset)
+        offset += _ENTRY.size
+        if size > end - offset:
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, "batch entry longer than the batch")
+        if size == 0 or data[offset] != DATA_KIND:
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, "a batch carries data frames only")
+        frames.append(view[offset : offset + size])
+        offset += size
+    if not frames:
+        raise ProtocolViolation(Code.PROTOCOL_ERROR, "empty batch")
+    return frames

@@ -42,8 +42,9 @@ class TooManyStreams(Exception):
 class BrowserLink(Protocol):
     """What a session needs from the browser socket it is attached to."""
 
-    def send_data(self, frame: bytes, ack: Ack | None) -> None:
-        """Queue a data frame for the browser; call ``ack`` once it was written (or dropped)."""
+    def send_frames(self, frames: list[bytes], ack: Ack | None) -> None:
+        """Queue data frames for the browser, in order (one batch message if the browser takes
+        them); call ``ack`` once they were all written (or dropped)."""
 
     def stream_closed(self, session: BackendSession, name: str) -> None: ...
 
@@ -51,12 +52,13 @@ class BrowserLink(Protocol):
 
 
 class _StreamState:
-    __slots__ = ("decoder", "name", "stream")
+    __slots__ = ("decoder", "header", "name", "stream")
 
-    def __init__(self, stream: Stream, name: str, max_frame: int) -> None:
+    def __init__(self, stream: Stream, name: str, max_frame: int, session: int) -> None:
         self.stream = stream
         self.name = name
         self.decoder = FrameDecoder(outer_length(max_frame))
+        self.header = data_header(session, name)  # of every frame for the browser
 
 
 class BackendSession:
@@ -127,7 +129,7 @@ class BackendSession:
     # Backend -> browser.
 
     def _adopt(self, stream: Stream, name: str) -> _StreamState:
-        state = _StreamState(stream, name, self.max_frame)
+        state = _StreamState(stream, name, self.max_frame, self.number)
         self._all[stream] = state
         self._send[name] = state  # the newest stream wins (PROTOCOL.md §4.3)
         stream.set_data_callback(lambda data: self._from_backend(state, data))
@@ -158,27 +160,27 @@ class BackendSession:
         if partial:
             state.stream.acknowledge(partial)
         owed = len(data) - partial
-        header = data_header(self.number, state.name)
+        header = state.header
         if self._tap is not None:
             frames = [self._tap("to_browser", self.number, state.name, f) for f in frames]
-        last = len(frames) - 1
-        for i, payload in enumerate(frames):
-            ack = functools.partial(state.stream.acknowledge, owed) if i == last else None
-            self._deliver(header + payload, ack)
+        self._deliver(
+            [header + payload for payload in frames], functools.partial(state.stream.acknowledge, owed)
+        )
 
-    def _deliver(self, frame: bytes, ack: Ack | None) -> None:
-        self.frames_out += 1
+    def _deliver(self, frames: list[bytes], ack: Ack | None) -> None:
         ring = self._ring
         if ring is None:
             ring = self._ring = deque()
-        ring.append((self.frames_out - 1, frame))
-        self._ring_bytes += len(frame)
+        for frame in frames:
+            ring.append((self.frames_out, frame))
+            self.frames_out += 1
+            self._ring_bytes += len(frame)
         while self._ring_bytes > self._ring_limit:
             _, old = ring.popleft()
             self._ring_bytes -= len(old)
         link = self.link
         if link is not None:
-            link.send_data(frame, ack)
+            link.send_frames(frames, ack)
             return
         # Detached (resume grace): the frame waits in the ring; the backend may send on.
         if ack is not None:
@@ -221,9 +223,9 @@ class BackendSession:
     def replay(self, browser_received: int) -> None:
         """Send again, in order, the buffered frames from ``browser_received`` on."""
         assert self.link is not None
-        for seq, frame in self._ring or ():
-            if seq >= browser_received:
-                self.link.send_data(frame, None)
+        frames = [frame for seq, frame in self._ring or () if seq >= browser_received]
+        if frames:
+            self.link.send_frames(frames, None)
 
     # Ending.
 
