@@ -2,9 +2,12 @@
 
 1. set-up: auth + open (dial the backend, Noise, yamux, identify) + Hello/PubKey/Complete,
    sequentially, p50/p90;
-2. round trips: K clients, each sending a 1 KiB frame and waiting for its echo, through the
-   gateway to a python-sdk echo backend and back (the backend decrypts and re-encrypts), against
-   the same clients on a plain uvicorn WebSocket echo (the baseline, same server stack);
+2. round trips: K clients, each sending a window of W 1 KiB frames (W = 1: one at a time; W = 8:
+   eight in flight, sent as one batch message where the protocol allows) and waiting for their
+   echoes, (a) through the gateway to a byte-echo backend (the relay alone), (b) through the
+   gateway to a python-sdk Glueberry echo node with the client doing the Glueberry crypto (the
+   full stack), against plain WebSocket clients on a plain uvicorn echo (the baseline, same
+   server stack); wall-clock rates and each process's CPU per round trip;
 3. latency at scale: S concurrent sessions open, a steady aggregate rate of round trips spread
    over them, p50/p99;
 4. memory: N concurrent sessions open (over N/k sockets, k sessions each, to distinct backends:
@@ -38,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from glueberry.p2p.keys import generate_private_key  # noqa: E402
 from glueberry_gateway.client import GatewayClient, Session  # noqa: E402
-from glueberry_gateway.codec import encode_data_frame  # noqa: E402
+from glueberry_gateway.codec import encode_batch, encode_data_frame  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from core_gateway_client import CoreGatewayClient  # noqa: E402
 from raw_gateway_client import RawGatewayClient  # noqa: E402
 
 ORIGIN = "http://bench.local"
@@ -164,9 +168,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def ping_pong(
-    loops: list[Callable[[], Awaitable[None]]], seconds: float, server_pid: int
-) -> tuple[float, float]:
-    """Round trips per second over all loops, and the server's CPU microseconds per round trip."""
+    loops: list[Callable[[], Awaitable[None]]], seconds: float, pids: dict[str, int], per_loop: int = 1
+) -> dict[str, float]:
+    """Run every loop (one round of ``per_loop`` round trips each) until ``seconds`` are over:
+    round trips per second over all loops, and CPU microseconds per round trip of each process
+    in ``pids`` (from /proc)."""
     count = 0
     stop = time.perf_counter() + seconds
 
@@ -174,70 +180,87 @@ async def ping_pong(
         nonlocal count
         while time.perf_counter() < stop:
             await rt()
-            count += 1
+            count += per_loop
 
-    cpu0 = cpu_seconds(server_pid)
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     start = time.perf_counter()
     await asyncio.gather(*(run(rt) for rt in loops))
     elapsed = time.perf_counter() - start
-    return count / elapsed, (cpu_seconds(server_pid) - cpu0) / count * 1e6
+    out = {"rt_per_s": count / elapsed}
+    for name, pid in pids.items():
+        out[f"{name}_us_per_rt"] = (cpu_seconds(pid) - cpu0[name]) / count * 1e6
+    return out
 
 
 async def bench_round_trips(
-    url: str, baseline_url: str, *, gateway_pid: int, baseline_pid: int, clients: int, seconds: float
-) -> dict[str, float]:
+    url: str,
+    baseline_url: str,
+    *,
+    pids: dict[str, int],
+    clients: int,
+    window: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """1 KiB round trips, each client with ``window`` frames in flight (1: lockstep), through
+    the baseline echo, the relay alone, and the full stack; the same light load generators."""
     payload = os.urandom(FRAME)
     frame = encode_data_frame(1, "bench", payload)
+    me = {"loadgen": os.getpid()}
 
     # the baseline: plain WebSocket clients on a plain echo
     sockets = [await connect(baseline_url, compression=None) for _ in range(clients)]
 
     def base_rt(ws: Any) -> Callable[[], Awaitable[None]]:
         async def rt() -> None:
-            await ws.send(payload)
-            await ws.recv()
+            for _ in range(window):
+                await ws.send(payload)
+            for _ in range(window):
+                await ws.recv()
 
         return rt
 
-    base_rate, base_cpu = await ping_pong([base_rt(ws) for ws in sockets], seconds, baseline_pid)
+    base = await ping_pong(
+        [base_rt(ws) for ws in sockets], seconds, {"server": pids["baseline"], **me}, window
+    )
     for ws in sockets:
         await ws.close()
 
     # relay only: the same light clients (no Glueberry crypto) to a byte-echo backend
     raws = []
     for _ in range(clients):
-        raw = await RawGatewayClient.connect(url, ORIGIN)
+        raw = await RawGatewayClient.connect(url, ORIGIN, batch=True)
         await raw.open(1, "raw")
         raws.append(raw)
-    relay_rate, relay_cpu = await ping_pong(
-        [functools.partial(r.round_trip, frame) for r in raws], seconds, gateway_pid
+    frames = [frame] * window
+    batch = encode_batch(frames) if window > 1 else None
+    relay = await ping_pong(
+        [functools.partial(r.window, frames, batch) for r in raws],
+        seconds,
+        {"gateway": pids["gateway"], "backend": pids["raw"], **me},
+        window,
     )
     for raw in raws:
         await raw.close()
 
-    # the full stack: the Python client's crypto, a python-sdk Glueberry echo node
-    full = [await open_session(url, "b0") for _ in range(clients)]
-
-    def full_rt(session: Session) -> Callable[[], Awaitable[None]]:
-        async def rt() -> None:
-            await session.send("bench", payload)
-            await session.receive(timeout=10)
-
-        return rt
-
-    full_rate, full_cpu = await ping_pong([full_rt(s) for _, s in full], seconds, gateway_pid)
-    for client, _ in full:
-        await client.close()
+    # the full stack: the client's Glueberry crypto, a python-sdk Glueberry echo node
+    full_clients = [await CoreGatewayClient.connect(url, ORIGIN, "b0", "bench") for _ in range(clients)]
+    full = await ping_pong(
+        [functools.partial(c.window, "bench", [payload] * window) for c in full_clients],
+        seconds,
+        {"gateway": pids["gateway"], "backend": pids["b0"], **me},
+        window,
+    )
+    for c in full_clients:
+        await c.close()
     return {
-        "baseline_rt_per_s": base_rate,
-        "baseline_server_us_per_rt": base_cpu,
-        "relay_only_rt_per_s": relay_rate,
-        "relay_only_gateway_us_per_rt": relay_cpu,
-        "relay_only_ratio": relay_rate / base_rate,
-        "relay_only_cpu_ratio": base_cpu / relay_cpu,
-        "full_stack_rt_per_s": full_rate,
-        "full_stack_gateway_us_per_rt": full_cpu,
-        "full_stack_ratio": full_rate / base_rate,
+        "window": window,
+        "baseline": base,
+        "relay_only": relay,
+        "full_stack": full,
+        "relay_only_ratio": relay["rt_per_s"] / base["rt_per_s"],
+        "relay_only_cpu_ratio": base["server_us_per_rt"] / relay["gateway_us_per_rt"],
+        "full_stack_ratio": full["rt_per_s"] / base["rt_per_s"],
+        "full_stack_cpu_ratio": base["server_us_per_rt"] / full["gateway_us_per_rt"],
     }
 
 
@@ -337,14 +360,17 @@ async def run(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         results["setup"] = await bench_setup(url, 50 if quick else 200)
-        results["round_trips"] = await bench_round_trips(
-            url,
-            f"ws://127.0.0.1:{base_port}/ws",
-            gateway_pid=gateway.pid,
-            baseline_pid=baseline.pid,
-            clients=16,
-            seconds=3 if quick else 10,
-        )
+        pids = {"gateway": gateway.pid, "baseline": baseline.pid, "raw": raw_backend.proc.pid}
+        pids["b0"] = backends[0].proc.pid
+        for window in (1, 8):
+            results[f"round_trips_window_{window}"] = await bench_round_trips(
+                url,
+                f"ws://127.0.0.1:{base_port}/ws",
+                pids=pids,
+                clients=16,
+                window=window,
+                seconds=3 if quick else 10,
+            )
         results["latency"] = await bench_latency_at_scale(
             url, 200 if quick else 1000, 500.0, 5 if quick else 15
         )
