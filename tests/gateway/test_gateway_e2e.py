@@ -13,9 +13,11 @@ import pytest
 
 from glueberry.exceptions import NegotiationFailed
 from glueberry.p2p.keys import generate_private_key
+from glueberry.wire.framing import frame_header
 from glueberry_gateway.client import GatewayClient, Session
 from glueberry_gateway.settings import Backend
 from tests.gateway.conftest import ORIGIN, STREAMS, EchoBackend, MakeClient, MakeGateway
+from tests.gateway.raw_client import RawClient
 from tests.gateway.tcp_proxy import TcpProxy
 from tests.interop.conftest import StartPeer
 
@@ -86,6 +88,28 @@ class TestPythonBackend:
             await open_write_read()
         await session.send("chat", b"still here")
         assert (await session.receive(timeout=5)).data == b"echo:still here"
+
+    async def test_malformed_backend_framing_ends_the_stream_after_the_frames_before_it(
+        self, echo_backend: EchoBackend, make_gateway: MakeGateway
+    ) -> None:
+        # Go and the SDK deliver the frames they decoded before a framing error; so does the relay.
+        gw = await make_gateway(echo_backend.backend())
+        raw = await RawClient.connect(gw.url, origin=ORIGIN)
+        try:
+            await raw.authenticate()
+            session = await raw.open("py")
+            await raw.handshake(session)
+            host = echo_backend.node._host
+            assert host is not None
+            stream = await host.new_stream(raw.peer_id, "/glueberry/stream/files/1.0.0")
+            await stream.write(frame_header(5) + b"first" + b"\x00")  # an outer length of 0: malformed
+            frame = await raw.next_frame()
+            assert (frame.session, frame.stream, bytes(frame.payload)) == (1, "files", b"first")
+            notice = await raw.next_control("stream_closed")
+            assert (notice["session"], notice["stream"]) == (1, "files")
+            assert await raw.roundtrip(session, b"still here") == b"echo:still here"
+        finally:
+            await raw.close()
 
     async def test_several_sessions_on_one_socket_and_several_sockets(
         self,

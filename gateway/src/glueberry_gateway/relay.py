@@ -150,22 +150,26 @@ class BackendSession:
             _log.warning(
                 "session %d: malformed frames from the backend on %s: %s", self.number, state.name, exc
             )
+            frames = self._decoded(state)  # those before the error: Go and the SDK deliver them too
+            if frames:
+                self._deliver(frames, None)
             self._stream_ended(state, reset=True)
             return
-        frames = [e.payload for e in decoder.events_received() if isinstance(e, Frame)]
+        frames = self._decoded(state)
         partial = decoder.buffered_bytes
         if not frames:
             state.stream.acknowledge(len(data))
             return
         if partial:
             state.stream.acknowledge(partial)
-        owed = len(data) - partial
-        header = state.header
+        self._deliver(frames, functools.partial(state.stream.acknowledge, len(data) - partial))
+
+    def _decoded(self, state: _StreamState) -> list[bytes]:
+        """The frames the stream's decoder completed, as data frames for the browser."""
+        payloads = [e.payload for e in state.decoder.events_received() if isinstance(e, Frame)]
         if self._tap is not None:
-            frames = [self._tap("to_browser", self.number, state.name, f) for f in frames]
-        self._deliver(
-            [header + payload for payload in frames], functools.partial(state.stream.acknowledge, owed)
-        )
+            payloads = [self._tap("to_browser", self.number, state.name, p) for p in payloads]
+        return [state.header + payload for payload in payloads]
 
     def _deliver(self, frames: list[bytes], ack: Ack | None) -> None:
         ring = self._ring
