@@ -23,8 +23,9 @@ from websockets.exceptions import ConnectionClosed
 
 from glueberry.p2p.keys import PeerID
 from glueberry_gateway.auth import auth_message
-from glueberry_gateway.cli import build_parser, main, read_key_file
+from glueberry_gateway.cli import build_parser, main
 from glueberry_gateway.codec import b64d, b64e
+from glueberry_gateway.keyfile import read_key_file
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from glueberry.exceptions import InvalidConfig
 from glueberry.p2p.keys import PeerID, generate_private_key
-from glueberry_gateway.cli import write_key_file
+from glueberry_gateway.keyfile import write_key_file
 from glueberry_gateway.settings import Limits, Settings, TokenSettings, load_settings, settings_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,9 +119,23 @@ class TestRelativePaths:
         monkeypatch.chdir(elsewhere)
         settings = load_settings(Path("..") / "conf" / "gw.toml")
         assert settings.peer_id == PeerID.from_private_key(key)
+        assert settings.identity_file is not None
+        assert settings.identity_file.resolve() == (conf / "gateway.key").resolve()
         assert settings.static_dir is not None
         assert settings.static_dir.resolve() == (conf / "static").resolve()
         assert settings.tokens.key == pem
+
+    def test_a_key_file_that_is_not_a_key_says_so(self, tmp_path: Path) -> None:
+        (tmp_path / "gateway.key").write_text("not hex at all\n")
+        path = tmp_path / "gw.toml"
+        path.write_text('identity_key_file = "gateway.key"\n')
+        with pytest.raises(InvalidConfig, match=r"identity_key_file: .* is not a hex-encoded Ed25519 key"):
+            load_settings(path)
+
+    def test_without_a_key_file_the_identity_is_made_at_start(self, tmp_path: Path) -> None:
+        path = tmp_path / "gw.toml"
+        path.write_text('listen = "127.0.0.1:9000"\n')
+        assert load_settings(path).identity_file is None
 
     def test_a_missing_relative_file_is_reported_with_its_resolved_path(self, tmp_path: Path) -> None:
         path = tmp_path / "gw.toml"

@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import threading
-import tomllib
 from collections.abc import Generator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -27,20 +26,19 @@ from types import FrameType
 from typing import Final, NoReturn
 
 import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 
 from glueberry.exceptions import InvalidConfig, InvalidKey
-from glueberry.p2p.keys import PeerID, generate_private_key, private_key_from_bytes
+from glueberry.p2p.keys import PeerID, generate_private_key
 
 from . import __version__
 from .app import create_app
 from .gateway import Gateway
+from .keyfile import read_key_file, write_key_file
 from .logs import configure_logging
 from .settings import Limits, Settings, load_settings
 
-__all__ = ["GatewayServer", "build_parser", "main", "read_key_file", "uvicorn_config", "write_key_file"]
+__all__ = ["GatewayServer", "build_parser", "main", "uvicorn_config"]
 
 _log = logging.getLogger("glueberry_gateway")
 
@@ -63,42 +61,6 @@ class _Exit(Exception):  # control flow: main() turns it into the exit status
 def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     print(f"glueberry-gateway: error: {message}", file=sys.stderr)
     raise _Exit(code)
-
-
-# Keys.
-
-
-def write_key_file(path: Path, key: Ed25519PrivateKey, *, force: bool = False) -> None:
-    """Write ``key``'s 32-byte seed as 64 hex characters, readable by the owner only (0600).
-
-    Raises:
-        FileExistsError: ``path`` exists and ``force`` is false.
-    """
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file (--force) keeps its old mode otherwise
-        os.write(fd, seed.hex().encode("ascii") + b"\n")
-    finally:
-        os.close(fd)
-
-
-def read_key_file(path: Path) -> Ed25519PrivateKey:
-    """Read a key written by :func:`write_key_file` (the format ``identity_key_file`` expects).
-
-    Raises:
-        OSError: the file cannot be read.
-        InvalidKey: it does not hold 64 (or 128, Go's seed ‖ public key) hex characters.
-    """
-    text = path.read_text(encoding="ascii", errors="replace").strip()
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise InvalidKey(f"{path} is not a hex-encoded Ed25519 key") from None
-    return private_key_from_bytes(raw)
 
 
 # Settings.
@@ -254,7 +216,7 @@ def _run(config_path: str) -> int:
         _fail(f"{config_path}: {exc}")
     app = create_app(settings)
     gateway: Gateway = app.state.gateway
-    identity = "" if _has_identity_file(config_path) else " (ephemeral identity)"
+    identity = "" if settings.identity_file is not None else " (ephemeral identity)"
     banner = (
         f"glueberry-gateway {__version__} listening on {listen_url(settings)} "
         f"peer {settings.peer_id}{identity} backends: {_backends_line(settings)}"
@@ -264,18 +226,12 @@ def _run(config_path: str) -> int:
     return server.exit_code
 
 
-def _has_identity_file(config_path: str) -> bool:
-    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
-        return "identity_key_file" in tomllib.loads(Path(config_path).read_text())
-    return False
-
-
 # Other commands.
 
 
 def _check(config_path: str) -> int:
     settings = _load(config_path)
-    ephemeral = not _has_identity_file(config_path)
+    ephemeral = settings.identity_file is None
     out: list[str] = [f"{config_path}: OK"]
     out.append(f"  listen     {listen_url(settings)}  (also /healthz, /readyz, /metrics)")
     out.append(

@@ -31,11 +31,12 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from glueberry.exceptions import InvalidConfig, InvalidMultiaddr, InvalidPeerID
-from glueberry.p2p.keys import PeerID, generate_private_key, private_key_from_bytes
+from glueberry.exceptions import InvalidConfig, InvalidKey, InvalidMultiaddr, InvalidPeerID
+from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry.p2p.multiaddr import Multiaddr
 
 from .auth import TokenVerifier
+from .keyfile import read_key_file
 
 __all__ = ["Backend", "Limits", "Settings", "TokenSettings", "load_settings"]
 
@@ -104,6 +105,7 @@ class TokenSettings:
 @dataclass(slots=True)
 class Settings:
     identity: Ed25519PrivateKey = field(default_factory=generate_private_key)
+    identity_file: Path | None = None  # where ``identity`` came from; None: made at this start
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     path: str = "/ws"
@@ -204,8 +206,9 @@ def settings_from_dict(raw: dict[str, Any], *, base: Path = Path()) -> Settings:
     if "identity_key_file" in raw:
         key_path = base / str(raw["identity_key_file"])
         try:
-            settings.identity = private_key_from_bytes(bytes.fromhex(key_path.read_text().strip()))
-        except (OSError, ValueError) as exc:
+            settings.identity = read_key_file(key_path)
+            settings.identity_file = key_path
+        except (OSError, InvalidKey) as exc:
             problems.append(f"identity_key_file: cannot load {key_path}: {exc}")
     listen = str(raw.get("listen", "127.0.0.1:8080"))
     host, _, port = listen.rpartition(":")
