@@ -591,11 +591,9 @@ async function connect() {
 
 function adoptClient(client) {
   state.client = client;
-  client.on('state', ({ state: now, previous }) => {
+  client.on('state', ({ state: now }) => {
     if (client !== state.client) return;
-    if (now === 'connected' && previous !== 'connected' && sessionOpen()) {
-      sendJoin(); // back after a dropped socket: rejoin (the session's own 'open' may come too)
-    }
+    // Back after a dropped socket, the session's own 'open' (resumed or reopened) rejoins.
     if (now === 'closed') {
       // The library gave up (or the token expired without refresh): start over.
       state.client = null;
@@ -680,10 +678,9 @@ function adoptSession(session, backend) {
     } else {
       state.joinedRoom = null;
     }
-    if (now === 'closed') onSessionClosed(session);
+    if (now === 'closed') onSessionClosed(session); // the 'closed' event follows; nothing more to do
     updateStatus();
   });
-  session.on('closed', () => onSessionClosed(session));
   session.on('error', ({ error }) => {
     if (session === state.session) showError(`Session: ${describe(error)}`);
   });
