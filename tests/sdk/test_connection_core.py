@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from glueberry.exceptions import InvalidState, MuxerProtocolError, NegotiationFailed, PeerIDMismatch
+from glueberry.exceptions import (
+    InvalidState,
+    LocalProtocolError,
+    MuxerProtocolError,
+    NegotiationFailed,
+    PeerIDMismatch,
+)
 from glueberry.p2p import yamux
 from glueberry.p2p.connection import ConnectionCore, SecurityEstablished, Stage, UpgradeCompleted
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
@@ -89,6 +95,26 @@ class TestUpgrade:
 
 
 class TestFailures:
+    def test_a_bad_identity_signature_is_refused_before_anything_is_sent(self) -> None:
+        identity, static = generate_private_key(), generate_static_key()
+        other = generate_static_key()  # signed: a static key that is not the one used
+        signature = identity.sign(noise_signature_payload(other.public_key().public_bytes_raw()))
+        with pytest.raises(LocalProtocolError):
+            ConnectionCore(
+                initiator=True,
+                static_key=static,
+                identity_key=public_key_bytes(identity),
+                identity_signature=signature,
+            )
+        # a caller that checked it says so (the host, once per signature): taken as it is
+        ConnectionCore(
+            initiator=True,
+            static_key=static,
+            identity_key=public_key_bytes(identity),
+            identity_signature=signature,
+            signature_checked=True,
+        )
+
     def test_wrong_peer(self) -> None:
         server, _ = side(False)
         client, _ = side(True, expected=PeerID.from_private_key(generate_private_key()))

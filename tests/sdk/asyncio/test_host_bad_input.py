@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from glueberry.exceptions import ConnectionFailed, PeerIDMismatch
+from glueberry.exceptions import ConnectionFailed, LocalProtocolError, PeerIDMismatch
 from glueberry.p2p.asyncio import Connection, Host, HostConfig, Stream
 from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry.p2p.multistream import encode_message
@@ -258,3 +258,28 @@ class TestYamuxAttacks:
         assert not await peer.closed_by_remote(timeout=0.3)  # the connection itself lives
         await peer.close()
         await host.close()
+
+
+class _WrongSigner(LocalSigner):
+    """Signs with another key than the one it names: its Noise proof cannot verify."""
+
+    async def sign(self, message: bytes) -> bytes:
+        return generate_private_key().sign(message)
+
+
+async def test_a_signer_whose_proof_does_not_verify_is_refused_before_any_connection() -> None:
+    listener = Host(LocalSigner(generate_private_key()))
+    addrs = await listener.listen(["/ip4/127.0.0.1/tcp/0"])
+    dialler = Host(LocalSigner(generate_private_key()))
+    wrong = Host(_WrongSigner(generate_private_key()))
+    try:
+        with pytest.raises(LocalProtocolError, match="does not verify"):
+            await dialler.dial(listener.peer_id, addrs, signer=_WrongSigner(generate_private_key()))
+        with pytest.raises(LocalProtocolError, match="does not verify"):
+            await wrong.listen(["/ip4/127.0.0.1/tcp/0"])
+        assert listener.connections() == []  # nothing reached the listener
+        conn = await dialler.dial(listener.peer_id, addrs)  # the host's own proof is fine
+        assert conn.remote_peer_id == listener.peer_id
+    finally:
+        for host in (dialler, wrong, listener):
+            await host.close()

@@ -88,6 +88,9 @@ class ConnectionCore:
         expected_peer: the peer the dialler meant to reach; the handshake fails otherwise.
         yamux_config: limits and windows of the multiplexer.
         inline_muxer: offer yamux in the Noise payload (inlined muxer negotiation).
+        signature_checked: the caller verified ``identity_signature`` already (see
+            :class:`~glueberry.p2p.noise.NoiseProtocol`); otherwise it is checked here, before
+            anything is sent.
 
     After construction: call :meth:`data_to_send` (the dialler speaks first).
     """
@@ -102,7 +105,10 @@ class ConnectionCore:
         expected_peer: PeerID | None = None,
         yamux_config: yamux_mod.YamuxConfig | None = None,
         inline_muxer: bool = True,
+        signature_checked: bool = False,
     ) -> None:
+        if not signature_checked:
+            noise_mod.check_identity_signature(identity_key, identity_signature, static_key)
         self.initiator = initiator
         self.stage = Stage.SECURITY_NEGOTIATION
         self._noise_args: tuple[X25519PrivateKey, bytes, bytes, PeerID | None] | None = (
@@ -209,6 +215,7 @@ class ConnectionCore:
                 identity_signature=signature,
                 expected_peer=expected,
                 stream_muxers=self._muxers,
+                signature_checked=True,  # at construction
             )
             self.stage = Stage.NOISE_HANDSHAKE
             if event.remainder:

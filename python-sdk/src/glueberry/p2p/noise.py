@@ -57,6 +57,7 @@ __all__ = [
     "HandshakeCompleted",
     "NoiseEvent",
     "NoiseProtocol",
+    "check_identity_signature",
     "generate_static_key",
     "noise_signature_payload",
 ]
@@ -82,6 +83,18 @@ def noise_signature_payload(static_public_key: bytes) -> bytes:
     if len(static_public_key) != _DH_SIZE:
         raise InvalidKey(f"X25519 public key must be 32 bytes, got {len(static_public_key)}")
     return NOISE_SIGNATURE_PREFIX + bytes(static_public_key)
+
+
+def check_identity_signature(identity_key: bytes, signature: bytes, static_key: X25519PrivateKey) -> None:
+    """Raise :class:`LocalProtocolError` unless ``signature`` is ``identity_key``'s signature over
+    :func:`noise_signature_payload` of ``static_key``'s public key: our proof must verify before
+    it is sent, or the remote rejects the handshake with nothing to say why."""
+    payload = noise_signature_payload(_public_bytes(static_key))
+    if not verify_signature(bytes(identity_key), bytes(signature), payload):
+        raise LocalProtocolError(
+            "the identity signature does not verify: it must be the identity key's signature "
+            "over noise_signature_payload(static public key)"
+        )
 
 
 def generate_static_key() -> X25519PrivateKey:
@@ -288,6 +301,7 @@ class NoiseProtocol:
         identity_signature: bytes,
         expected_peer: PeerID | None = None,
         stream_muxers: Sequence[str] = (),
+        signature_checked: bool = False,
     ) -> None:
         """Prepare the handshake.
 
@@ -300,6 +314,8 @@ class NoiseProtocol:
             expected_peer: the peer ID that was dialled; a remote proving another identity fails.
             stream_muxers: muxer protocol IDs to advertise in NoiseExtensions (none by default, so
                 the remote negotiates the muxer with multistream-select).
+            signature_checked: the caller already verified ``identity_signature`` (a host checks
+                its signature once, not at every connection); otherwise it is checked here.
 
         Raises:
             InvalidKey: ``identity_key`` is not 32 bytes.
@@ -318,11 +334,8 @@ class NoiseProtocol:
         identity_key = bytes(identity_key)
         identity_signature = bytes(identity_signature)
         self._payload = _encode_payload(identity_key, identity_signature, stream_muxers)
-        if not verify_signature(identity_key, identity_signature, noise_signature_payload(self._s_pub)):
-            raise LocalProtocolError(
-                "the identity signature does not verify: it must be the identity key's signature "
-                "over noise_signature_payload(static public key)"
-            )
+        if not signature_checked:
+            check_identity_signature(identity_key, identity_signature, static_key)
         overhead = _MSG3_MIN if initiator else _MSG2_MIN
         if len(self._payload) + overhead > MAX_MESSAGE_SIZE:
             raise LocalProtocolError(

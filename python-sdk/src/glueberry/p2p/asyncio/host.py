@@ -30,7 +30,7 @@ from ..connection import ConnectionCore
 from ..identify import IdentifyInfo
 from ..keys import PeerID
 from ..multiaddr import Multiaddr
-from ..noise import generate_static_key, noise_signature_payload
+from ..noise import check_identity_signature, generate_static_key, noise_signature_payload
 from ..signer import Signer
 from ..yamux import YamuxConfig
 from . import services
@@ -224,6 +224,7 @@ class Host(ConnectionCallbacks):
                 identity_signature=signature,
                 expected_peer=peer_id,
                 yamux_config=self.config.yamux,
+                signature_checked=True,  # by _sign_static_key
             )
             try:
                 remaining = max(0.01, deadline - loop.time())
@@ -334,6 +335,7 @@ class Host(ConnectionCallbacks):
             identity_key=self.signer.public_key,
             identity_signature=self._signature,
             yamux_config=self.config.yamux,
+            signature_checked=True,  # by _sign_static_key
         )
         conn = self._make_connection(core, self.signer)
         self._pending += 1
@@ -386,5 +388,12 @@ class Host(ConnectionCallbacks):
 
 
 async def _sign_static_key(signer: Signer, static_key: X25519PrivateKey) -> bytes:
-    """``signer``'s libp2p identity proof for the Noise static key (noise/README.md payload)."""
-    return await signer.sign(noise_signature_payload(static_key.public_key().public_bytes_raw()))
+    """``signer``'s libp2p identity proof for the Noise static key (noise/README.md payload),
+    verified here once, so that connections using it need not check it again.
+
+    Raises:
+        LocalProtocolError: the signer's signature does not verify.
+    """
+    signature = await signer.sign(noise_signature_payload(static_key.public_key().public_bytes_raw()))
+    check_identity_signature(signer.public_key, signature, static_key)
+    return signature
