@@ -83,6 +83,7 @@ class BrowserSocket:
     def __init__(self, gateway: Gateway, websocket: WebSocket, client_ip: str) -> None:
         self.gateway = gateway
         self.ws = websocket
+        self._loop = asyncio.get_running_loop()  # asking for it costs a getpid() each time (3.11)
         self.client_ip = client_ip
         self.limits = limits = gateway.settings.limits
         self._traffic = gateway.metrics.traffic
@@ -511,7 +512,7 @@ class BrowserSocket:
         if ack is not None:
             self._held_acks.append(ack)
         if self._held_flush is None:
-            self._held_flush = asyncio.get_running_loop().call_soon(self._send_held)
+            self._held_flush = self._loop.call_soon(self._send_held)
 
     def _send_held(self) -> None:
         if self._held_flush is not None:
@@ -646,7 +647,7 @@ class BrowserSocket:
                     if self._closing is not None:
                         break
                     self._writer_idle = True
-                    self._work = asyncio.get_running_loop().create_future()
+                    self._work = self._loop.create_future()
                     await self._work
                     self._work = None
                     self._writer_idle = False
