@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from glueberry.exceptions import (
@@ -99,21 +101,16 @@ class TestFailures:
         identity, static = generate_private_key(), generate_static_key()
         other = generate_static_key()  # signed: a static key that is not the one used
         signature = identity.sign(noise_signature_payload(other.public_key().public_bytes_raw()))
-        with pytest.raises(LocalProtocolError):
-            ConnectionCore(
-                initiator=True,
-                static_key=static,
-                identity_key=public_key_bytes(identity),
-                identity_signature=signature,
-            )
-        # a caller that checked it says so (the host, once per signature): taken as it is
-        ConnectionCore(
+        core = functools.partial(
+            ConnectionCore,
             initiator=True,
             static_key=static,
             identity_key=public_key_bytes(identity),
             identity_signature=signature,
-            signature_checked=True,
         )
+        with pytest.raises(LocalProtocolError):
+            core()
+        core(signature_checked=True)  # a caller that checked it (the host, once): taken as it is
 
     def test_wrong_peer(self) -> None:
         server, _ = side(False)
