@@ -8,6 +8,7 @@ import pytest
 from glueberry_gateway.codec import (
     BATCH_KIND,
     MAX_BATCH_ENTRY,
+    MAX_BATCH_FRAMES,
     ProtocolViolation,
     decode_batch,
     decode_data_frame,
@@ -70,6 +71,16 @@ class TestBadBatches:
             decode_batch(data, max_bytes=1000)
         assert info.value.code == Code.PROTOCOL_ERROR
 
+    def test_at_most_1024_frames(self) -> None:
+        tiny = encode_data_frame(1, "c", b"")
+        assert len(decode_batch(encode_batch([tiny] * MAX_BATCH_FRAMES), max_bytes=1 << 20)) == 1024
+        over = encode_batch([tiny] * MAX_BATCH_FRAMES) + len(tiny).to_bytes(2, "big") + tiny
+        with pytest.raises(ProtocolViolation, match="more than 1024 frames") as info:
+            decode_batch(over, max_bytes=1 << 20)
+        assert info.value.code == Code.PROTOCOL_ERROR
+        with pytest.raises(ValueError, match="at most 1024"):
+            encode_batch([tiny] * (MAX_BATCH_FRAMES + 1))
+
     def test_over_the_bound(self) -> None:
         batch = encode_batch([frame(50)] * 3)
         decode_batch(batch, max_bytes=len(batch))
@@ -90,6 +101,12 @@ class TestPacking:
         assert all(len(m) <= 1000 for m in messages)
         assert len(messages) == 3  # 9 entries of 102 bytes + the kind byte fit in 1000
         assert all(m[0] == BATCH_KIND for m in messages)
+
+    def test_runs_of_at_most_1024_frames(self) -> None:
+        frames = [encode_data_frame(1, "c", bytes([i % 256])) for i in range(2500)]
+        messages = pack_batches(frames, 1 << 20)
+        assert [len(decode_batch(m, max_bytes=1 << 20)) for m in messages] == [1024, 1024, 452]
+        assert unpack(messages) == frames
 
     def test_a_frame_that_fits_no_batch_travels_alone_in_its_place(self) -> None:
         big = frame(MAX_BATCH_ENTRY + 10)

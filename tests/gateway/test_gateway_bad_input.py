@@ -1088,8 +1088,17 @@ class TestBatches:
             bytes([codec.BATCH_KIND])
             + _entry(codec.encode_batch([codec.encode_data_frame(1, "chat", b"x")])),
             bytes([codec.BATCH_KIND]) + _entry(codec.encode_data_frame(1, "chat", b"ok")) + b"\x00",
+            bytes([codec.BATCH_KIND]) + _entry(codec.encode_data_frame(1, "chat", b"")) * 1025,
         ],
-        ids=["empty", "length-cut-short", "entry-past-the-end", "empty-entry", "nested", "trailing-byte"],
+        ids=[
+            "empty",
+            "length-cut-short",
+            "entry-past-the-end",
+            "empty-entry",
+            "nested",
+            "trailing-byte",
+            "over-1024-frames",
+        ],
     )
     async def test_malformed_batch(self, arena: MakeArena, batch: bytes) -> None:
         a = await arena()

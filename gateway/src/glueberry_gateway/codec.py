@@ -25,6 +25,7 @@ __all__ = [
     "BATCH_KIND",
     "DATA_KIND",
     "MAX_BATCH_ENTRY",
+    "MAX_BATCH_FRAMES",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     "Auth",
@@ -60,6 +61,7 @@ MAX_NAME_CHARS: Final = 128
 _HEADER = struct.Struct(">BHB")
 _ENTRY = struct.Struct(">H")
 MAX_BATCH_ENTRY: Final = 0xFFFF  # a larger data frame travels alone
+MAX_BATCH_FRAMES: Final = 1024
 
 
 class ProtocolViolation(Exception):
@@ -324,8 +326,10 @@ def decode_data_frame(data: bytes | memoryview, *, max_bytes: int) -> DataFrame:
 
 
 def encode_batch(frames: list[bytes]) -> bytes:
-    """One binary message carrying ``frames`` (each a whole data frame of at most
-    ``MAX_BATCH_ENTRY`` bytes) in order (§5.6)."""
+    """One binary message carrying ``frames`` (at most ``MAX_BATCH_FRAMES``, each a whole data
+    frame of at most ``MAX_BATCH_ENTRY`` bytes) in order (§5.6)."""
+    if len(frames) > MAX_BATCH_FRAMES:
+        raise ValueError(f"a batch carries at most {MAX_BATCH_FRAMES} frames, not {len(frames)}")
     parts = [bytes((BATCH_KIND,))]
     for frame in frames:
         if len(frame) > MAX_BATCH_ENTRY:
@@ -337,7 +341,8 @@ def encode_batch(frames: list[bytes]) -> bytes:
 
 def pack_batches(frames: list[bytes], max_bytes: int) -> list[bytes]:
     """``frames`` as few binary messages as can carry them in order: batches of at most
-    ``max_bytes``, and a frame alone where it fits in no batch (or has no company)."""
+    ``max_bytes`` and ``MAX_BATCH_FRAMES`` frames, and a frame alone where it fits in no batch
+    (or has no company)."""
     messages: list[bytes] = []
     run: list[bytes] = []
     size = 1
@@ -353,7 +358,7 @@ def pack_batches(frames: list[bytes], max_bytes: int) -> list[bytes]:
             messages.append(frame)
             size = 1
             continue
-        if size + 2 + len(frame) > max_bytes:
+        if size + 2 + len(frame) > max_bytes or len(run) == MAX_BATCH_FRAMES:
             end_run()
             size = 1
         run.append(frame)
@@ -367,15 +372,15 @@ def decode_batch(data: bytes, *, max_bytes: int) -> list[memoryview]:
     with :func:`decode_data_frame`).
 
     Raises:
-        ProtocolViolation: over ``max_bytes`` (4009); not a batch, empty, an entry cut short or
-        one that is not a data frame (4000).
+        ProtocolViolation: over ``max_bytes`` (4009); not a batch, empty, more than
+        ``MAX_BATCH_FRAMES`` entries, an entry cut short or one that is not a data frame (4000).
     """
     if len(data) > max_bytes:
         raise ProtocolViolation(Code.MESSAGE_TOO_BIG, f"batch over {max_bytes} bytes")
     if not data or data[0] != BATCH_KIND:
         raise ProtocolViolation(Code.PROTOCOL_ERROR, "not a batch")
     view = memoryview(data)
-    frames = []
+    frames: list[memoryview] = []
     offset, end = 1, len(data)
     while offset < end:
         if end - offset < _ENTRY.size:
@@ -386,6 +391,8 @@ def decode_batch(data: bytes, *, max_bytes: int) -> list[memoryview]:
             raise ProtocolViolation(Code.PROTOCOL_ERROR, "batch entry longer than the batch")
         if size == 0 or data[offset] != DATA_KIND:
             raise ProtocolViolation(Code.PROTOCOL_ERROR, "a batch carries data frames only")
+        if len(frames) == MAX_BATCH_FRAMES:  # tiny entries must not cost a view per 3 bytes
+            raise ProtocolViolation(Code.PROTOCOL_ERROR, f"more than {MAX_BATCH_FRAMES} frames in a batch")
         frames.append(view[offset : offset + size])
         offset += size
     if not frames:
