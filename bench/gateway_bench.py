@@ -6,8 +6,9 @@
    eight in flight, sent as one batch message where the protocol allows) and waiting for their
    echoes, (a) through the gateway to a byte-echo backend (the relay alone), (b) through the
    gateway to a python-sdk Glueberry echo node with the client doing the Glueberry crypto (the
-   full stack), against plain WebSocket clients on a plain uvicorn echo (the baseline, same
-   server stack); wall-clock rates and each process's CPU per round trip;
+   full stack), (c) the same with the real Go glueberry as the echo node, against plain
+   WebSocket clients on a plain uvicorn echo (the baseline, same server stack); wall-clock rates
+   and each process's CPU per round trip;
 3. latency at scale: S concurrent sessions open, a steady aggregate rate of round trips spread
    over them, p50/p99;
 4. memory: N concurrent sessions open (over N/k sockets, k sessions each, to distinct backends:
@@ -32,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
 
@@ -46,6 +47,8 @@ from glueberry_gateway.codec import encode_batch, encode_data_frame  # noqa: E40
 sys.path.insert(0, str(ROOT / "bench"))
 from core_gateway_client import CoreGatewayClient  # noqa: E402
 from raw_gateway_client import RawGatewayClient  # noqa: E402
+
+from tests.interop.goproc import GoPeer  # noqa: E402
 
 ORIGIN = "http://bench.local"
 FRAME = 1024
@@ -88,8 +91,18 @@ class Backend:
             self.proc.kill()
 
 
+class Named(Protocol):
+    """A backend to configure: its peer ID and addresses."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    @property
+    def addrs(self) -> list[str]: ...
+
+
 async def start_gateway(
-    backends: list[Backend], tmp: Path, raw: Backend | None = None
+    backends: list[Backend], tmp: Path, raw: Backend | None = None, go: Named | None = None
 ) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     lines = [
@@ -98,7 +111,8 @@ async def start_gateway(
         'log_format = "text"',
         'log_level = "WARNING"',
     ]
-    named = [(f"b{i}", b) for i, b in enumerate(backends)] + ([("raw", raw)] if raw is not None else [])
+    named: list[tuple[str, Named]] = [(f"b{i}", b) for i, b in enumerate(backends)]
+    named += [(name, b) for name, b in (("raw", raw), ("go", go)) if b is not None]
     for name, backend in named:
         lines += [
             "[[backends]]",
@@ -252,15 +266,29 @@ async def bench_round_trips(
     )
     for c in full_clients:
         await c.close()
+
+    # the same with the real Go glueberry echoing (tests/interop/cmd/glueberry-peer)
+    go_clients = [await CoreGatewayClient.connect(url, ORIGIN, "go", "bench") for _ in range(clients)]
+    full_go = await ping_pong(
+        [functools.partial(c.window, "bench", [payload] * window) for c in go_clients],
+        seconds,
+        {"gateway": pids["gateway"], "backend": pids["go"], **me},
+        window,
+    )
+    for c in go_clients:
+        await c.close()
     return {
         "window": window,
         "baseline": base,
         "relay_only": relay,
         "full_stack": full,
+        "full_stack_go": full_go,
         "relay_only_ratio": relay["rt_per_s"] / base["rt_per_s"],
         "relay_only_cpu_ratio": base["server_us_per_rt"] / relay["gateway_us_per_rt"],
         "full_stack_ratio": full["rt_per_s"] / base["rt_per_s"],
         "full_stack_cpu_ratio": base["server_us_per_rt"] / full["gateway_us_per_rt"],
+        "full_stack_go_ratio": full_go["rt_per_s"] / base["rt_per_s"],
+        "full_stack_go_cpu_ratio": base["server_us_per_rt"] / full_go["gateway_us_per_rt"],
     }
 
 
@@ -351,7 +379,12 @@ async def run(quick: bool) -> dict[str, Any]:
     n_backends = 4
     backends = [await Backend("py_node_peer.py", "echo").start() for _ in range(n_backends)]
     raw_backend = await Backend("raw_echo_backend.py").start()
-    gateway, url = await start_gateway(backends, tmp, raw_backend)
+    go = await GoPeer(
+        ROOT / "build" / "glueberry-peer",
+        ["--streams", "bench", "--on-message", "echo", "--message-buffer-size", "100000", "--log", "error"],
+        name="go-echo",
+    ).start()
+    gateway, url = await start_gateway(backends, tmp, raw_backend, go)
     base_port = free_port()
     baseline = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bench" / "ws_echo_app.py"), str(base_port)
@@ -362,6 +395,8 @@ async def run(quick: bool) -> dict[str, Any]:
         results["setup"] = await bench_setup(url, 50 if quick else 200)
         pids = {"gateway": gateway.pid, "baseline": baseline.pid, "raw": raw_backend.proc.pid}
         pids["b0"] = backends[0].proc.pid
+        assert go.pid is not None
+        pids["go"] = go.pid
         for window in (1, 8):
             results[f"round_trips_window_{window}"] = await bench_round_trips(
                 url,
@@ -385,6 +420,7 @@ async def run(quick: bool) -> dict[str, Any]:
         await baseline.wait()
         for backend in [*backends, raw_backend]:
             await backend.stop()
+        await go.close()
     return results
 
 
