@@ -217,8 +217,9 @@ class Stream:
 
     def _on_eof(self) -> None:
         self._eof = True
-        if self._callback is not None:
-            self._callback(b"")
+        callback, self._callback = self._callback, None  # nothing follows the end: let its owner go
+        if callback is not None:
+            callback(b"")
         self._wake_reader()
 
     def _on_window(self) -> None:
@@ -233,8 +234,9 @@ class Stream:
         if self._negotiated is not None and not self._negotiated.done():
             self._negotiated.set_exception(exc)
             self._negotiated.exception()  # the opener may have given up already: mark it retrieved
-        if self._callback is not None and not self._eof:
-            self._callback(b"")
+        callback, self._callback = self._callback, None  # the owner often holds the stream: no cycle
+        if callback is not None and not self._eof:
+            callback(b"")
 
     def _wake_reader(self) -> None:
         _wake(self._read_waiter)
