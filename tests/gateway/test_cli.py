@@ -392,3 +392,19 @@ class TestDrain:
         slow.transport.abort()
         assert returncode == 128 + signal.SIGTERM, gateway.stderr.read_text()
         assert elapsed < 5.0, f"exited {elapsed:.2f}s after the first signal"
+
+
+def test_the_server_process_keeps_collector_pauses_rare() -> None:
+    """What is loaded at start is frozen out of full collections, which wait for 100 middle ones."""
+    import gc
+
+    from glueberry_gateway.cli import _quiet_collector
+
+    before = gc.get_threshold()
+    try:
+        _quiet_collector()
+        assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == (before[0], before[1], 100)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -216,6 +217,7 @@ def _run(config_path: str) -> int:
         _fail(f"{config_path}: {exc}")
     app = create_app(settings)
     gateway: Gateway = app.state.gateway
+    _quiet_collector()
     identity = "" if settings.identity_file is not None else " (ephemeral identity)"
     banner = (
         f"glueberry-gateway {__version__} listening on {listen_url(settings)} "
@@ -224,6 +226,18 @@ def _run(config_path: str) -> int:
     server = GatewayServer(uvicorn_config(app, settings), gateway, banner=banner)
     server.run()
     return server.exit_code
+
+
+def _quiet_collector() -> None:
+    """Keep the cyclic garbage collector's pauses short and rare. Its full collections walk every
+    live object: ~180 per session, ~0.14 ms of pause per open session. What is loaded at start
+    (modules, the app) never dies: freeze it out of those walks. Sessions leave no cycles behind
+    (their objects go by reference count), so a full collection may wait for 100 middle ones
+    instead of 10."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 # Other commands.
