@@ -257,27 +257,23 @@ async def bench_round_trips(
     for raw in raws:
         await raw.close()
 
-    # the full stack: the client's Glueberry crypto, a python-sdk Glueberry echo node
-    full_clients = [await CoreGatewayClient.connect(url, ORIGIN, "b0", "bench") for _ in range(clients)]
-    full = await ping_pong(
-        [functools.partial(c.window, "bench", [payload] * window) for c in full_clients],
-        seconds,
-        {"gateway": pids["gateway"], "backend": pids["b0"], **me},
-        window,
-    )
-    for c in full_clients:
-        await c.close()
+    async def full_stack(backend: str) -> dict[str, float]:
+        """The client's Glueberry crypto, the gateway, a Glueberry echo node."""
+        full_clients = [
+            await CoreGatewayClient.connect(url, ORIGIN, backend, "bench") for _ in range(clients)
+        ]
+        result = await ping_pong(
+            [functools.partial(c.window, "bench", [payload] * window) for c in full_clients],
+            seconds,
+            {"gateway": pids["gateway"], "backend": pids[backend], **me},
+            window,
+        )
+        for c in full_clients:
+            await c.close()
+        return result
 
-    # the same with the real Go glueberry echoing (tests/interop/cmd/glueberry-peer)
-    go_clients = [await CoreGatewayClient.connect(url, ORIGIN, "go", "bench") for _ in range(clients)]
-    full_go = await ping_pong(
-        [functools.partial(c.window, "bench", [payload] * window) for c in go_clients],
-        seconds,
-        {"gateway": pids["gateway"], "backend": pids["go"], **me},
-        window,
-    )
-    for c in go_clients:
-        await c.close()
+    full = await full_stack("b0")  # python-sdk
+    full_go = await full_stack("go")  # the real Go glueberry (tests/interop/cmd/glueberry-peer)
     return {
         "window": window,
         "baseline": base,

@@ -61,15 +61,22 @@ async def hosts() -> AsyncIterator[tuple[Host, Host, asyncio.Queue[Owner]]]:
     await server.close()
 
 
+async def open_to_owner(
+    hosts: tuple[Host, Host, asyncio.Queue[Owner]], *chunks: bytes
+) -> tuple[Stream, Owner]:
+    """Open a stream from the client, write ``chunks``, and return it with the server's owner."""
+    server, client, owners = hosts
+    stream = await client.new_stream(server.peer_id, [PROTOCOL])
+    for chunk in chunks:
+        await stream.write(chunk)
+    return stream, await asyncio.wait_for(owners.get(), 5)
+
+
 async def test_data_then_the_end_and_the_owner_is_freed(
     hosts: tuple[Host, Host, asyncio.Queue[Owner]], no_gc: None
 ) -> None:
-    server, client, owners = hosts
-    stream = await client.new_stream(server.peer_id, [PROTOCOL])
-    await stream.write(b"one")
-    await stream.write(b"two")
+    stream, owner = await open_to_owner(hosts, b"one", b"two")
     stream.close_write()
-    owner = await asyncio.wait_for(owners.get(), 5)
     await asyncio.wait_for(owner.ended, 5)
     assert b"".join(owner.received) == b"onetwo"
     owner.stream.close_write()  # both ways over: the connection forgets the stream
@@ -82,10 +89,7 @@ async def test_data_then_the_end_and_the_owner_is_freed(
 async def test_a_reset_ends_it_and_the_owner_is_freed(
     hosts: tuple[Host, Host, asyncio.Queue[Owner]], no_gc: None
 ) -> None:
-    server, client, owners = hosts
-    stream = await client.new_stream(server.peer_id, [PROTOCOL])
-    await stream.write(b"half")
-    owner = await asyncio.wait_for(owners.get(), 5)
+    stream, owner = await open_to_owner(hosts, b"half")
     stream.reset()
     await asyncio.wait_for(owner.ended, 5)
     gone = weakref.ref(owner)
