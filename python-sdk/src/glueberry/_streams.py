@@ -43,7 +43,7 @@ def stream_name_of(protocol: str) -> str | None:
 class GlueberryStream:
     """A libp2p stream in Glueberry framing, in both directions whichever side opened it."""
 
-    __slots__ = ("_lock", "_reader", "closed", "name", "outbound", "peer_id", "stream")
+    __slots__ = ("__weakref__", "_lock", "_reader", "closed", "name", "outbound", "peer_id", "stream")
 
     def __init__(self, stream: Stream, name: str, *, outbound: bool) -> None:
         self.stream = stream
@@ -123,4 +123,8 @@ class GlueberryStream:
             error = exc
         finally:
             self.closed = True
+            # this frame outlives the loop in the traceback of any exception ending it: let go of
+            # the reader task and of the error, or stream, task and error hold each other
+            self._reader = None
             on_closed(self, error)
+            error = None

@@ -4,7 +4,9 @@ tests/interop/test_glueberry_python_go.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import weakref
 from pathlib import Path
 
 import pytest
@@ -229,6 +231,23 @@ class TestTamperedFrames:
 
 
 class TestConnectionLoss:
+    async def test_a_dropped_peers_streams_are_freed_without_the_collector(self, make_node: MakeNode) -> None:
+        # A stream's reader task, the exception that ended it and the stream held each other, so
+        # every closed peer waited for a full collection (a pause that grows with the peers).
+        a, b = await established_pair(make_node)
+        await a.send(b.peer_id, "chat", b"open the stream")
+        assert (await b.receive(timeout=5)).data == b"open the stream"
+        streams = [weakref.ref(s) for s in b._peers[a.peer_id].all_streams]
+        assert streams
+        gc.collect()
+        gc.disable()
+        try:
+            await b.disconnect(a.peer_id)  # b's readers are cancelled while they wait for data
+            await asyncio.sleep(0.1)
+            assert [ref() for ref in streams] == [None] * len(streams)
+        finally:
+            gc.enable()
+
     async def test_remote_goes_away_then_reconnection(self, make_node: MakeNode) -> None:
         a, b = await established_pair(make_node, reconnect_base_delay=0.05)
         events = a.events()
