@@ -1,6 +1,7 @@
-"""Streams read through a data callback (no task per stream, as the gateway relays them), over
-real sockets: the data and the end arrive in order, and once the stream is over the callback is
-let go, so an owner that holds its stream is freed at once, not by a later garbage collection."""
+"""Streams over real sockets, and what they hold once they are over. Read through a data callback
+(no task per stream, as the gateway relays them): the data and the end arrive in order, then the
+callback is let go. Read with read(): the reset is raised without tying the stream into a cycle.
+Either way an owner that holds its stream is freed at once, not by a later garbage collection."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from glueberry.exceptions import StreamReset
 from glueberry.p2p.asyncio import Host, Stream
 from glueberry.p2p.keys import generate_private_key
 from glueberry.p2p.signer import LocalSigner
@@ -94,4 +96,34 @@ async def test_a_reset_ends_it_and_the_owner_is_freed(
     await asyncio.wait_for(owner.ended, 5)
     gone = weakref.ref(owner)
     del owner
+    assert gone() is None
+
+
+async def test_a_reader_that_saw_the_reset_leaves_no_cycle(
+    hosts: tuple[Host, Host, asyncio.Queue[Owner]], no_gc: None
+) -> None:
+    server, client, _ = hosts
+    seen: asyncio.Queue[Stream] = asyncio.Queue()
+
+    async def reader(stream: Stream) -> None:
+        while await read_or_reset(stream):
+            pass
+        with pytest.raises(StreamReset):
+            await stream.read()  # raised again: the same failure, each time
+        seen.put_nowait(stream)
+
+    async def read_or_reset(stream: Stream) -> bool:
+        try:
+            return bool(await stream.read())
+        except StreamReset:
+            return False
+
+    server.set_stream_handler("/test/reader/1.0.0", reader)
+    stream = await client.new_stream(server.peer_id, ["/test/reader/1.0.0"])
+    await stream.write(b"data")
+    stream.reset()
+    remote = await asyncio.wait_for(seen.get(), 5)
+    await asyncio.sleep(0.05)
+    gone = weakref.ref(remote)
+    del remote
     assert gone() is None

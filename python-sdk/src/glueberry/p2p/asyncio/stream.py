@@ -9,6 +9,7 @@ to drain.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ class Stream:
     """One multiplexed stream, after (or during) multistream-select negotiation."""
 
     __slots__ = (
+        "__weakref__",
         "_buffer",
         "_callback",
         "_conn",
@@ -94,12 +96,12 @@ class Stream:
             raise InvalidState("this stream delivers data to a callback; read() is not available")
         while not self._buffer:
             if self._error is not None:
-                raise self._error
+                raise self._failure()
             if self._eof or self._discard:
                 return b""
             await self._wait_readable()
         if self._error is not None:
-            raise self._error
+            raise self._failure()
         buf = self._buffer
         if len(buf) <= max_bytes:
             data = bytes(buf)
@@ -173,7 +175,7 @@ class Stream:
         total = len(view)
         while True:
             if self._error is not None:
-                raise self._error
+                raise self._failure()
             if self._local_closed:
                 raise StreamClosed("write after close()")
             if conn.writing_paused:
@@ -237,6 +239,19 @@ class Stream:
         callback, self._callback = self._callback, None  # the owner often holds the stream: no cycle
         if callback is not None and not self._eof:
             callback(b"")
+
+    def _failure(self) -> BaseException:
+        """The error that ended the stream, to raise: a copy, because raising the stored one
+        would tie its traceback — and the frames holding this stream — to the stream, a
+        reference cycle per failed stream that only a full collection frees."""
+        error = self._error
+        assert error is not None
+        try:
+            fresh = copy.copy(error)
+        except Exception:  # an exception type that cannot be rebuilt from its args
+            return error
+        fresh.__cause__ = error.__cause__
+        return fresh.with_traceback(None)
 
     def _wake_reader(self) -> None:
         _wake(self._read_waiter)
