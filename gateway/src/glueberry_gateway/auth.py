@@ -14,6 +14,7 @@ import jwt
 from jwt.types import Options
 
 from glueberry.p2p.keys import PeerID, verify_signature
+from glueberry.p2p.signer import NOISE_SIGNATURE_PREFIX
 
 from .codec import ProtocolViolation
 from .codes import Code
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 AUTH_LABEL: Final = b"glueberry-gateway-auth-v1\x00"
-NOISE_PREFIX: Final = b"noise-libp2p-static-key:"
+NOISE_PREFIX: Final = NOISE_SIGNATURE_PREFIX
 NONCE_SIZE: Final = 32
 
 

@@ -24,7 +24,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from glueberry.exceptions import GlueberryError, PeerIDMismatch
 from glueberry.limits import TokenBucket
 from glueberry.p2p.keys import PeerID, verify_signature
-from glueberry.p2p.noise import generate_static_key
 
 from . import codec
 from .auth import Challenge, TokenClaims, is_noise_payload, verify_auth
@@ -107,7 +106,6 @@ class BrowserSocket:
         self._sending_since: float | None = None
         self._writer_idle = False  # the writer waits for work: _enqueue may send directly
         self._inflight: tuple[asyncio.Future[None], int, Ack | None] | None = None
-        self._last_send = 0.0
         now = time.monotonic()
         self._messages = TokenBucket(limits.messages_per_second, limits.messages_per_second, now)
         self._bytes = TokenBucket(limits.bytes_per_second, limits.bytes_per_second, now)
@@ -263,8 +261,10 @@ class BrowserSocket:
         _audit.info(
             "auth", extra={"event": "auth", "ok": True, "ip": self.client_ip, "peer": str(self.peer_id)}
         )
-        resumed = gw.resume(self, message) if message.resume_token is not None else None
-        if message.resume_token is None:
+        if message.resume_token is not None:
+            resumed = gw.resume(self, message)
+        else:
+            resumed = None
             gw.forget_detached(self.peer_id)
         if self.claims is not None:
             self._schedule_token_expiry(self.claims.expires_at)
@@ -291,10 +291,8 @@ class BrowserSocket:
             ),
             None,
         )
-        if resumed:
-            for number, outcome in resumed.items():
-                if outcome["recovered"]:
-                    self.sessions[int(number)].replay(message.resume_sessions.get(int(number), 0))
+        for number, session in self.sessions.items():  # on a new socket: only those just resumed
+            session.replay(message.resume_sessions[number])
 
     async def _serve(self) -> None:
         limits = self.limits
@@ -428,15 +426,9 @@ class BrowserSocket:
                             conn = await gw.host.dial(
                                 backend.peer_id,
                                 list(backend.addrs),
-                                signer=RemoteSigner(self, message.session, gw.tracer),
-                                static_key=generate_static_key(),
+                                signer=RemoteSigner(self, message.session, gw.tracer),  # a fresh static key
                             )
-                except _SessionError as exc:
-                    raise exc from None
-                except (GlueberryError, OSError, TimeoutError) as exc:
-                    cause = exc.__cause__ if isinstance(exc.__cause__, _SessionError) else None
-                    if cause is not None:
-                        raise cause from None
+                except (GlueberryError, OSError, TimeoutError) as exc:  # a _SessionError passes as it is
                     if isinstance(exc, PeerIDMismatch):
                         raise _SessionError(
                             Code.BACKEND_UNAVAILABLE, "the backend is not who it should be"
@@ -485,7 +477,7 @@ class BrowserSocket:
     async def request_signature(self, session: int, payload: bytes) -> bytes:
         sign_id = self._next_sign
         self._next_sign += 1
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bytes] = self._loop.create_future()
         self._signs[sign_id] = fut
         self._enqueue(codec.encode("sign", id=sign_id, session=session, payload=payload), None)
         try:
@@ -563,7 +555,7 @@ class BrowserSocket:
                     self._closing = (Code.NORMAL, "")
             if pending is None:
                 self._sending_since = None
-                self._last_activity = self._last_send = time.monotonic()
+                self._last_activity = time.monotonic()
                 self._writer_idle = True
                 if ack is not None:
                     ack()
@@ -691,12 +683,11 @@ class BrowserSocket:
     def _schedule_token_expiry(self, expires_at: float) -> None:
         for timer in self._token_timers:
             timer.cancel()
-        loop = asyncio.get_running_loop()
-        notice = max(0.0, expires_at - time.time() - self.limits.token_refresh_notice)
         expire = max(0.0, expires_at - time.time())
+        notice = max(0.0, expire - self.limits.token_refresh_notice)
         self._token_timers = (
-            loop.call_later(notice, self._token_notice, expires_at),
-            loop.call_later(expire, self._token_expired, expires_at),
+            self._loop.call_later(notice, self._token_notice, expires_at),
+            self._loop.call_later(expire, self._token_expired, expires_at),
         )
 
     def _token_notice(self, expires_at: float) -> None:

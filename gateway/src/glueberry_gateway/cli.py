@@ -211,10 +211,7 @@ class GatewayServer(uvicorn.Server):
 
 def _run(config_path: str) -> int:
     settings = _load(config_path)
-    try:
-        configure_logging(settings)
-    except InvalidConfig as exc:
-        _fail(f"{config_path}: {exc}")
+    configure_logging(settings)  # the settings were checked: it cannot refuse them
     app = create_app(settings)
     gateway: Gateway = app.state.gateway
     _quiet_collector()

@@ -248,12 +248,18 @@ class Gateway:
     def forget_detached(self, peer_id: PeerID) -> None:
         """The sessions that waited for a resume are over: a new socket came without one, or
         the grace period ended."""
+        detached = self._take_detached(peer_id)
+        if detached is not None:
+            for session in detached.sessions.values():
+                self.end_session(session, Code.SESSION_EXPIRED, None)
+
+    def _take_detached(self, peer_id: PeerID) -> _Detached | None:
+        """The sessions waiting for ``peer_id`` to resume, no longer waiting (timer stopped)."""
         detached = self._detached.pop(peer_id, None)
         if detached is not None:
             detached.timer.cancel()
             self.metrics.detached_sessions.dec(len(detached.sessions))
-            for session in detached.sessions.values():
-                self.end_session(session, Code.SESSION_EXPIRED, None)
+        return detached
 
     def resume(self, socket: BrowserSocket, auth: codec.Auth) -> dict[str, dict[str, Any]]:
         """Attach the waiting sessions ``auth`` asks for to ``socket``; report each outcome."""
@@ -265,9 +271,7 @@ class Gateway:
             self.metrics.resumes.labels("bad_token").inc()
             raise ProtocolViolation(Code.RESUME_FAILED, "wrong resume token")
         if detached is not None:
-            del self._detached[socket.peer_id]
-            detached.timer.cancel()
-            self.metrics.detached_sessions.dec(len(detached.sessions))
+            self._take_detached(socket.peer_id)
         waiting = detached.sessions if detached is not None else {}
         for number, received in auth.resume_sessions.items():
             session = waiting.pop(number, None)

@@ -95,10 +95,6 @@ class BackendSession:
         self.recoverable = True
         self._tap = tap
 
-    @property
-    def backend_peer_id(self) -> str:
-        return str(self.conn.remote_peer_id)
-
     # Browser -> backend.
 
     async def send(self, name: str, payload: memoryview | bytes) -> None:
