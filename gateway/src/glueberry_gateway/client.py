@@ -181,7 +181,6 @@ class Session:
         self._inbox: deque[Message] = deque()
         self._changed = asyncio.Event()
         self._end: SessionClosed | None = None
-        self._handshake_done = False
         self._handshake_error: GlueberryError | None = None
 
     def __repr__(self) -> str:
@@ -196,7 +195,7 @@ class Session:
 
     @property
     def handshake_complete(self) -> bool:
-        return self._handshake_done
+        return self._record.established
 
     @property
     def peer_public_key(self) -> bytes | None:
@@ -265,7 +264,7 @@ class Session:
                 while True:
                     if self._handshake_error is not None:
                         raise self._handshake_error
-                    if self._handshake_done:
+                    if self._record.established:
                         return
                     self._check_open()
                     self._client._check_alive()
@@ -917,8 +916,7 @@ class GatewayClient:
                 session._finish(SessionClosed(event.code, event.message, session=event.session))
         elif isinstance(event, HandshakeCompleted):
             if session is not None:
-                session._handshake_done = True
-                session._wake()
+                session._wake()  # handshake() sees it on the record
         elif isinstance(event, HandshakeFailed):
             if session is not None:
                 session._handshake_error = event.error

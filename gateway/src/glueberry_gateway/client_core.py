@@ -52,6 +52,7 @@ from .auth import auth_message, is_noise_payload
 from .codec import (
     BATCH_KIND,
     MAX_ID,
+    MAX_NAME_CHARS,
     MAX_SESSION,
     PROTOCOL_VERSION,
     ProtocolViolation,
@@ -140,7 +141,6 @@ MAX_SIGNATURES_PER_OPEN: Final = 4
 RESUMABLE_CODES: Final = frozenset({1005, 1006, 1011, 1012, 1013, 1014})
 # Closes of a resume attempt (before ready) after which a later attempt may still succeed.
 _RETRY_ATTEMPT_CODES: Final = RESUMABLE_CODES | {4003, 4004, 4008, 4010, 4011, 4012, 4013}
-_MAX_NAME_CHARS: Final = 128
 
 
 # --------------------------------------------------------------------------------------------
@@ -828,8 +828,8 @@ class ClientProtocol:
         """
         self._check_ready()
         name = str(backend)
-        if not name or len(name) > _MAX_NAME_CHARS:
-            raise InvalidArgument(f"backend must be a name or peer ID of 1-{_MAX_NAME_CHARS} chars")
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise InvalidArgument(f"backend must be a name or peer ID of 1-{MAX_NAME_CHARS} chars")
         number = self._allocate_session()
         request_id = self._request("open", number)
         self._sessions[number] = SessionRecord(number, name, expected_peer=self._expected_backend_peer(name))
@@ -1119,7 +1119,7 @@ class ClientProtocol:
             if not isinstance(raw, dict):
                 raise _violation("ready.backends holds objects")
             item = {"type": "ready.backends", **raw}
-            name = _get_str(item, "name", _MAX_NAME_CHARS)
+            name = _get_str(item, "name", MAX_NAME_CHARS)
             backends.append(BackendInfo(name, _get_peer_id(item.get("peer_id"), "backend peer_id")))
         raw_limits = obj.get("limits") or {}
         if not isinstance(raw_limits, dict):
@@ -1286,7 +1286,7 @@ class ClientProtocol:
         elif frame.stream == HANDSHAKE_STREAM:
             self._on_handshake_frame(rec, bytes(frame.payload))
         else:
-            self._on_named_frame(rec, frame.stream, bytes(frame.payload))
+            self._on_named_frame(rec, frame.stream, frame.payload)  # decrypted from the view
 
     def _dropped(self, rec: SessionRecord, stream: str, reason: str) -> None:
         rec.dropped_frames += 1
@@ -1295,9 +1295,7 @@ class ClientProtocol:
     def _on_handshake_frame(self, rec: SessionRecord, payload: bytes) -> None:
         handshake = rec.handshake
         if handshake is None:  # the handshake was not started yet: keep it for start_handshake()
-            if len(rec.pending_handshake) + len(rec.pending_named) >= self._pending_frames:
-                self._dropped(rec, HANDSHAKE_STREAM, "too many frames held before the handshake")
-            else:
+            if self._may_hold(rec, HANDSHAKE_STREAM, "too many frames held before the handshake"):
                 rec.pending_handshake.append(payload)
             return
         try:
@@ -1326,18 +1324,24 @@ class ClientProtocol:
             assert rec.peer_public_key is not None
             self._events.append(HandshakeCompleted(rec.number, rec.peer_public_key))
 
-    def _on_named_frame(self, rec: SessionRecord, stream: str, payload: bytes) -> None:
+    def _may_hold(self, rec: SessionRecord, stream: str, reason: str) -> bool:
+        """Whether one more frame may wait for the handshake (the bound is shared by both
+        queues); if not, it is counted as dropped for ``reason``."""
+        if len(rec.pending_handshake) + len(rec.pending_named) < self._pending_frames:
+            return True
+        self._dropped(rec, stream, reason)
+        return False
+
+    def _on_named_frame(self, rec: SessionRecord, stream: str, payload: bytes | memoryview) -> None:
         if rec.streams is not None and stream not in rec.streams:
             self._dropped(rec, stream, "stream not prepared")
         elif rec.cipher is None or rec.pending_named:
-            if len(rec.pending_handshake) + len(rec.pending_named) >= self._pending_frames:
-                self._dropped(rec, stream, "too many frames held before the stream key")
-            else:
-                rec.pending_named.append((stream, payload))
+            if self._may_hold(rec, stream, "too many frames held before the stream key"):
+                rec.pending_named.append((stream, bytes(payload)))  # not a view pinning a batch
         else:
             self._decrypt(rec, stream, payload)
 
-    def _decrypt(self, rec: SessionRecord, stream: str, payload: bytes) -> None:
+    def _decrypt(self, rec: SessionRecord, stream: str, payload: bytes | memoryview) -> None:
         assert rec.cipher is not None
         try:
             plaintext = rec.cipher.decrypt(payload)
