@@ -87,12 +87,14 @@ class GlueberryStream:
         self.stream.close_read()
         with contextlib.suppress(GlueberryError):
             await self.stream.close()
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
+        self._stop_reader()
 
     def reset(self) -> None:
         self.closed = True
         self.stream.reset()
+        self._stop_reader()
+
+    def _stop_reader(self) -> None:
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
 

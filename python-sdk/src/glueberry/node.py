@@ -58,7 +58,7 @@ from .exceptions import (
 )
 from .limits import SlidingWindow, TokenBucket
 from .p2p.asyncio import Connection, Host, HostConfig, Stream
-from .p2p.keys import PeerID, private_key_from_bytes, public_key_bytes
+from .p2p.keys import PeerID, private_key_from_bytes
 from .p2p.multiaddr import Multiaddr
 from .p2p.signer import LocalSigner
 from .p2p.yamux import YamuxConfig
@@ -113,8 +113,7 @@ class Node:
         )
         self._signer = LocalSigner(self._key)
         self.peer_id: PeerID = self._signer.peer_id
-        self.public_key: bytes = public_key_bytes(self._key)
-        self._listen = [_maddr(a) for a in config.listen_addrs]
+        self.public_key: bytes = self._signer.public_key
         self._address_book: AddressBook | None = None
         self._host: Host | None = None
         self._peers: dict[PeerID, _Peer] = {}
@@ -155,7 +154,7 @@ class Node:
         host.on_disconnected.append(self._connection_lost)
         host.set_stream_handler(HANDSHAKE_PROTOCOL, self._accept_handshake_stream)
         self._messages = asyncio.Queue(self.config.message_buffer_size)
-        await host.listen(self._listen)
+        await host.listen(self.config.listen_addrs)
         self._started = True
         self._stopped.clear()
         _log.info("node started: %s listening on %s", self.peer_id, ", ".join(map(str, host.addrs)))
@@ -805,7 +804,3 @@ class Node:
 
 def _pid(peer_id: PeerID | str) -> PeerID:
     return peer_id if isinstance(peer_id, PeerID) else PeerID.from_string(peer_id)
-
-
-def _maddr(addr: Multiaddr | str) -> Multiaddr:
-    return addr if isinstance(addr, Multiaddr) else Multiaddr.parse(addr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .p2p.keys import PeerID
 
@@ -75,8 +75,4 @@ class PeerStats:
         self.connected_at = None
 
     def snapshot(self) -> PeerStats:
-        copy = PeerStats(**{k: getattr(self, k) for k in self.__slots__ if k != "streams"})
-        copy.streams = {
-            k: StreamStats(**{f: getattr(v, f) for f in v.__slots__}) for k, v in self.streams.items()
-        }
-        return copy
+        return replace(self, streams={k: replace(v) for k, v in self.streams.items()})

@@ -108,7 +108,8 @@ class ConnectionCore:
         signature_checked: bool = False,
     ) -> None:
         if not signature_checked:
-            noise_mod.check_identity_signature(identity_key, identity_signature, static_key)
+            static_public_key = static_key.public_key().public_bytes_raw()
+            noise_mod.check_identity_signature(identity_key, identity_signature, static_public_key)
         self.initiator = initiator
         self.stage = Stage.SECURITY_NEGOTIATION
         self._noise_args: tuple[X25519PrivateKey, bytes, bytes, PeerID | None] | None = (
@@ -208,6 +209,7 @@ class ConnectionCore:
                 raise NegotiationFailed(f"unexpected security protocol {event.protocol}")
             assert self._noise_args is not None
             static_key, identity_key, signature, expected = self._noise_args
+            self._noise_args = None  # read once: the static key goes with Noise
             self._noise = noise_mod.NoiseProtocol(
                 initiator=self.initiator,
                 static_key=static_key,
@@ -269,7 +271,6 @@ class ConnectionCore:
         self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
         self.stage = Stage.MUXED
         self._negotiation = _DONE  # free the negotiation cores: thousands of connections live long
-        self._noise_args = None
         self._events.append(UpgradeCompleted())
         if remainder:
             self._yamux.receive_data(remainder)

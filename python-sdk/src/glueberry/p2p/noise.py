@@ -85,11 +85,11 @@ def noise_signature_payload(static_public_key: bytes) -> bytes:
     return NOISE_SIGNATURE_PREFIX + bytes(static_public_key)
 
 
-def check_identity_signature(identity_key: bytes, signature: bytes, static_key: X25519PrivateKey) -> None:
+def check_identity_signature(identity_key: bytes, signature: bytes, static_public_key: bytes) -> None:
     """Raise :class:`LocalProtocolError` unless ``signature`` is ``identity_key``'s signature over
-    :func:`noise_signature_payload` of ``static_key``'s public key: our proof must verify before
-    it is sent, or the remote rejects the handshake with nothing to say why."""
-    payload = noise_signature_payload(_public_bytes(static_key))
+    :func:`noise_signature_payload` of the static public key: our proof must verify before it is
+    sent, or the remote rejects the handshake with nothing to say why."""
+    payload = noise_signature_payload(static_public_key)
     if not verify_signature(bytes(identity_key), bytes(signature), payload):
         raise LocalProtocolError(
             "the identity signature does not verify: it must be the identity key's signature "
@@ -335,7 +335,7 @@ class NoiseProtocol:
         identity_signature = bytes(identity_signature)
         self._payload = _encode_payload(identity_key, identity_signature, stream_muxers)
         if not signature_checked:
-            check_identity_signature(identity_key, identity_signature, static_key)
+            check_identity_signature(identity_key, identity_signature, self._s_pub)
         overhead = _MSG3_MIN if initiator else _MSG2_MIN
         if len(self._payload) + overhead > MAX_MESSAGE_SIZE:
             raise LocalProtocolError(

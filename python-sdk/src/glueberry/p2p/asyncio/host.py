@@ -394,6 +394,7 @@ async def _sign_static_key(signer: Signer, static_key: X25519PrivateKey) -> byte
     Raises:
         LocalProtocolError: the signer's signature does not verify.
     """
-    signature = await signer.sign(noise_signature_payload(static_key.public_key().public_bytes_raw()))
-    check_identity_signature(signer.public_key, signature, static_key)
+    static_public_key = static_key.public_key().public_bytes_raw()
+    signature = await signer.sign(noise_signature_payload(static_public_key))
+    check_identity_signature(signer.public_key, signature, static_public_key)
     return signature

@@ -250,8 +250,8 @@ class Stream:
             fresh = copy.copy(error)
         except Exception:  # an exception type that cannot be rebuilt from its args
             return error
-        fresh.__cause__ = error.__cause__
-        return fresh.with_traceback(None)
+        fresh.__cause__ = error.__cause__  # a copy has no traceback of its own yet
+        return fresh
 
     def _wake_reader(self) -> None:
         _wake(self._read_waiter)
