@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -49,17 +48,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from core_gateway_client import CoreGatewayClient  # noqa: E402
 from raw_gateway_client import RawGatewayClient  # noqa: E402
 
+from tests.helpers import free_port  # noqa: E402
 from tests.interop.goproc import GoPeer  # noqa: E402
 
 ORIGIN = "http://bench.local"
 FRAME = 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_kib(pid: int) -> int:

@@ -86,10 +86,6 @@ async def go_peer(*args: str, name: str) -> GoPeer:
     ).start()
 
 
-async def wait_established_go(go: GoPeer, peer: str) -> None:
-    await go.wait_event("state", lambda e: e["peer_id"] == peer and e["state"] == "Established", timeout=15)
-
-
 async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[str, float]]:
     tmp = Path(tempfile.mkdtemp())
     go_sender = await go_peer(name="go-sender")
@@ -116,7 +112,7 @@ async def run(messages: int, round_trips: int, rounds: int) -> dict[str, dict[st
         for _ in range(4):
             await asyncio.wait_for(events.get(), 15)
         for target in (go_count, go_echo, py_count, py_echo):
-            await wait_established_go(go_sender, target.peer_id)
+            await go_sender.wait_state(target.peer_id, timeout=15)
         await asyncio.sleep(0.3)
 
         for _ in range(rounds):

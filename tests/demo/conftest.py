@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import pytest
 from glueberry import Config, ConnectionState, HelloHandshakeHandler, Node, generate_private_key
 from glueberry_demo.chat_backend import ChatBackend
 from glueberry_demo.rooms import ChatRooms
+from tests.helpers import wait_state
 
 
 @dataclass
@@ -61,8 +61,7 @@ class Member:
         events = self.node.events(peer_ids=[self.backend.peer_id], states=[ConnectionState.ESTABLISHED])
         with events:
             self.node.add_peer(self.backend.peer_id, self.backend.addrs)
-            async with asyncio.timeout(10):
-                await anext(aiter(events))
+            await wait_state(events, ConnectionState.ESTABLISHED, timeout=10)
 
     async def disconnect(self) -> None:
         self.node.remove_peer(self.backend.peer_id)  # no automatic reconnection

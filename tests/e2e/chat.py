@@ -27,8 +27,3 @@ async def sees(page: Page, text: str, *, count: int = 1) -> None:
 
 async def sees_member(page: Page, nick: str) -> None:
     await expect(page.get_by_test_id("member").filter(has_text=nick)).to_have_count(1)
-
-
-async def state(page: Page) -> str:
-    value = await page.get_by_test_id("status").get_attribute("data-state")
-    return value or ""

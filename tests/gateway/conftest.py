@@ -19,6 +19,7 @@ from glueberry.config import Config
 from glueberry.node import Node
 from glueberry.p2p.keys import generate_private_key
 from glueberry_gateway.app import create_app
+from glueberry_gateway.cli import uvicorn_config
 from glueberry_gateway.client import GatewayClient
 from glueberry_gateway.gateway import Gateway
 from glueberry_gateway.relay import Tap
@@ -58,17 +59,8 @@ async def start_gateway(
     if wrap is not None:
         app = wrap(app)
     port = port or free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=settings.limits.max_frame_bytes + 1024,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    settings.listen_host, settings.listen_port = "127.0.0.1", port
+    server = uvicorn.Server(uvicorn_config(app, settings))  # the server the CLI runs
     task = asyncio.ensure_future(server.serve())
     for _ in range(200):
         if server.started:

@@ -16,16 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from glueberry.p2p.keys import PeerID
-from glueberry_gateway.auth import auth_message
+from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry_gateway.cli import build_parser, main
-from glueberry_gateway.codec import b64d, b64e
 from glueberry_gateway.keyfile import read_key_file
+from tests.gateway.raw_client import RawClient, http_get
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -263,34 +260,13 @@ async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
             await gw.process.wait()
 
 
-async def _http_get(port: int, path: str) -> int:
-    """The status code of a GET (no client library needed for one line)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        status_line = await asyncio.wait_for(reader.readline(), 5)
-        return int(status_line.split()[1])
-    finally:
-        writer.close()
+def _browser(ws: ClientConnection) -> RawClient:
+    """The raw test browser on an open socket."""
+    return RawClient(ws, generate_private_key(), ORIGIN)
 
 
-async def _challenge(ws: ClientConnection) -> dict[str, object]:
-    message = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert message["type"] == "challenge"
-    return dict(message)
-
-
-async def _authenticate(ws: ClientConnection) -> None:
-    challenge = await _challenge(ws)
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    nonce = b64d(challenge["nonce"], "nonce", size=32)
-    signature = key.sign(auth_message(str(challenge["gateway"]), ORIGIN, nonce))
-    await ws.send(
-        json.dumps({"type": "auth", "version": 1, "public_key": b64e(public), "signature": b64e(signature)})
-    )
-    ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert ready["type"] == "ready", ready
+async def _status(port: int, path: str) -> int:
+    return (await http_get("127.0.0.1", port, path))[0]
 
 
 async def _slow_consumer(gw: RunningGateway) -> ClientConnection:
@@ -304,7 +280,7 @@ async def _slow_consumer(gw: RunningGateway) -> ClientConnection:
     ws = await connect(
         gw.url, sock=sock, subprotocols=["glueberry.v1"], origin=ORIGIN, ping_interval=None, max_queue=1
     )
-    await _authenticate(ws)
+    await _browser(ws).authenticate()
     frame = b"\x01\x00\x05\x01a"  # data on session 5, stream "a": a 70-byte error each
     for _ in range(100_000):  # ≈7 MB of errors: more than every buffer on the way
         await ws.send(frame)
@@ -317,12 +293,12 @@ class TestDrain:
     closes with 1001, refuses new sockets (readyz 503) and exits 0 within drain_timeout + ~3 s."""
 
     async def test_sigterm_drains_then_exits_0(self, gateway: RunningGateway) -> None:
-        assert await _http_get(gateway.port, "/readyz") == 200
+        assert await _status(gateway.port, "/readyz") == 200
         slow = await _slow_consumer(gateway)
         async with connect(
             gateway.url, subprotocols=["glueberry.v1"], origin=ORIGIN, ping_interval=None
         ) as browser:
-            await _challenge(browser)
+            await _browser(browser).read_challenge()
             start = time.monotonic()
             gateway.process.send_signal(signal.SIGTERM)
 
@@ -336,8 +312,8 @@ class TestDrain:
             told = time.monotonic() - start
 
             # The slow consumer holds the drain open: the process still answers, but not ready.
-            assert await _http_get(gateway.port, "/readyz") == 503
-            assert await _http_get(gateway.port, "/healthz") == 200
+            assert await _status(gateway.port, "/readyz") == 503
+            assert await _status(gateway.port, "/healthz") == 200
             async with connect(
                 gateway.url, subprotocols=["glueberry.v1"], origin=ORIGIN, ping_interval=None
             ) as late:
@@ -365,7 +341,7 @@ class TestDrain:
         async with connect(
             gateway.url, subprotocols=["glueberry.v1"], origin=ORIGIN, ping_interval=None
         ) as browser:
-            await _authenticate(browser)
+            await _browser(browser).authenticate()
             start = time.monotonic()
             gateway.process.send_signal(signal.SIGINT)
             assert json.loads(await asyncio.wait_for(browser.recv(), 5))["type"] == "drain"
@@ -385,7 +361,7 @@ class TestDrain:
         start = time.monotonic()
         gateway.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
-        assert await _http_get(gateway.port, "/readyz") == 503
+        assert await _status(gateway.port, "/readyz") == 503
         gateway.process.send_signal(signal.SIGTERM)
         returncode = await asyncio.wait_for(gateway.process.wait(), 10)
         elapsed = time.monotonic() - start

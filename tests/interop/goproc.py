@@ -320,6 +320,11 @@ class GoPeer:
 
     # -- events ------------------------------------------------------------------------------
 
+    async def wait_state(self, peer_id: object, state: str = "Established", timeout: float = 10.0) -> None:
+        """Wait for Go's connection with ``peer_id`` (a PeerID or its text) to reach ``state``."""
+        peer = str(peer_id)
+        await self.wait_event("state", lambda e: e["peer_id"] == peer and e["state"] == state, timeout)
+
     async def wait_event(
         self,
         name: str,

@@ -64,11 +64,11 @@ Dial = Callable[[Node, GoPeer], Awaitable[None]]
 async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
     nodes: list[Node] = []
 
-    async def make(*, auto: bool = True, listen: str = "/ip4/127.0.0.1/tcp/0", **options: object) -> Node:
+    async def make(*, auto: bool = True, **options: object) -> Node:
         config = Config(
             generate_private_key(),
             tmp_path / f"py-{len(nodes)}.json",
-            [listen],
+            ["/ip4/127.0.0.1/tcp/0"],
             max_messages_per_second=0,
             **options,  # type: ignore[arg-type]
         )
@@ -99,10 +99,6 @@ def dial(request: pytest.FixtureRequest) -> Dial:
     return fn
 
 
-async def go_established(go: GoPeer, peer: PeerID, timeout: float = 10.0) -> None:
-    await go.wait_event("state", lambda e: e["peer_id"] == str(peer) and e["state"] == "Established", timeout)
-
-
 async def established(
     make_node: MakeNode, start_glueberry: StartPeer, dial: Dial, *go_args: str, **py_options: object
 ) -> Pair:
@@ -111,7 +107,7 @@ async def established(
     events = py.events()
     await dial(py, go)
     await wait_state(events, S.ESTABLISHED, timeout=10)
-    await go_established(go, py.peer_id)
+    await go.wait_state(py.peer_id)
     return Pair(py, go, events)
 
 

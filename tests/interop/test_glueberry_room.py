@@ -130,17 +130,13 @@ async def make_client(tmp_path: Path, server: GoPeer) -> AsyncIterator[MakeClien
         events = node.events()
         node.add_peer(server.peer_id, server.addrs)
         await wait_state(events, ConnectionState.ESTABLISHED, timeout=10)
-        await _go_established(server, str(node.peer_id))
+        await server.wait_state(node.peer_id)
         return ChatClient(node, server, nick, events)
 
     yield make
     for node in nodes:
         if node._started:
             await node.stop()
-
-
-async def _go_established(go: GoPeer, peer: str, timeout: float = 10.0) -> None:
-    await go.wait_event("state", lambda e: e["peer_id"] == peer and e["state"] == "Established", timeout)
 
 
 async def _lobby(make_client: MakeClient, *nicks: str) -> list[ChatClient]:
@@ -312,7 +308,7 @@ class TestLeaving:
             "side": ["alice"],
         }
         # bob's node redials by itself; the new session starts outside every room
-        await _go_established(server, bob.peer)
+        await server.wait_state(bob.peer)
         await wait_state(bob.events, ConnectionState.ESTABLISHED, timeout=10)
         await bob.error({"t": "msg", "room": "lobby", "id": "b", "text": "back"}, "not_member")
         await bob.join()

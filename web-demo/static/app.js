@@ -67,7 +67,6 @@ const state = {
   identity: null,
   client: null,
   session: null,
-  backend: null, // the backend name or peer ID the session is for
   room: null, // the room the user chose (and wants to be in)
   nick: null,
   joinedRoom: null, // the room of the last welcome on the current session
@@ -645,7 +644,7 @@ async function openSession() {
           session.close().catch(() => {});
           return;
         }
-        adoptSession(session, backend);
+        adoptSession(session);
         clearError();
         return;
       } catch (error) {
@@ -660,9 +659,8 @@ async function openSession() {
   }
 }
 
-function adoptSession(session, backend) {
+function adoptSession(session) {
   state.session = session;
-  state.backend = backend;
   ui.backendPeerId.textContent = session.peerId;
   ui.backendFingerprint.textContent = session.fingerprint;
   ui.backendFingerprint.title = session.peerName ? `calls itself “${session.peerName}”` : '';

@@ -310,10 +310,6 @@ class Demo:
         if backend is not None:
             await backend.stop()
 
-    async def restart_backend(self) -> ChatBackend:
-        await self.stop_backend()
-        return await self.start_backend()
-
     # The gateway.
 
     async def start_gateway(self) -> Gateway:
