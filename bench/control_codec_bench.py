@@ -11,20 +11,20 @@ import os
 import struct
 import timeit
 
-from glueberry_gateway import codec
+from glueberry.p2p.keys import PeerID, generate_private_key
+from glueberry_gateway.protocol import control
 
 SIGNATURE = os.urandom(64)
 PAYLOAD = os.urandom(56)
+BACKEND = PeerID.from_private_key(generate_private_key())
 
 
 def json_round_trip() -> None:
-    # the messages of one session open: open, sign, signature, opened
-    codec.decode_client_message(codec.encode("open", id=7, session=1, backend="chat"))
-    codec.decode_server_message(codec.encode("sign", id=3, session=1, payload=PAYLOAD))
-    codec.decode_client_message(codec.encode("signature", id=3, signature=SIGNATURE))
-    codec.decode_server_message(
-        codec.encode("opened", id=7, session=1, backend="chat", peer_id="12D3KooW" + "x" * 44)
-    )
+    # the messages of one session open, typed both ways: open, sign, signature, opened
+    control.decode_client_message(control.encode(control.Open(7, 1, "chat")))
+    control.decode_server_message(control.encode(control.Sign(3, 1, PAYLOAD)))
+    control.decode_client_message(control.encode(control.Signature(3, SIGNATURE)))
+    control.decode_server_message(control.encode(control.Opened(7, 1, "chat", BACKEND)))
 
 
 _OPEN = struct.Struct(">BIHB")
@@ -41,7 +41,7 @@ def binary_round_trip() -> None:
     assert len(data[_SIGN.size :]) == 56
     data = struct.pack(">BI", 4, 3) + SIGNATURE
     struct.unpack_from(">BI", data)
-    peer = ("12D3KooW" + "x" * 44).encode()
+    peer = str(BACKEND).encode()
     data = _OPEN.pack(5, 7, 1, len(name)) + name + bytes([len(peer)]) + peer
     _OPEN.unpack_from(data)
 

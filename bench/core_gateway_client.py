@@ -1,6 +1,6 @@
 """A load generator that does the real client work — auth, open with the browser's signature,
 the Hello/PubKey/Complete handshake, Glueberry encryption and decryption of every message — with
-the sans-I/O :class:`~glueberry_gateway.client_core.ClientProtocol` driven straight from one
+the sans-I/O :class:`~glueberry_gateway.client.core.ClientProtocol` driven straight from one
 ``websockets`` connection, without the tasks and queues of ``GatewayClient``. The full-stack
 benchmark uses it so that the load generator costs about what the baseline's plain WebSocket
 client costs, and the figure measures the servers. (Applications use glueberry_gateway.client.)"""
@@ -11,15 +11,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
 from glueberry.p2p.keys import generate_private_key
-from glueberry_gateway import codec
-from glueberry_gateway.client_core import (
-    Authenticated,
-    ClientProtocol,
-    CloseSocket,
-    HandshakeCompleted,
-    MessageReceived,
-    SessionOpened,
-)
+from glueberry_gateway.client.core import ClientProtocol
+from glueberry_gateway.client.events import Authenticated, HandshakeCompleted, MessageReceived, SessionOpened
+from glueberry_gateway.protocol import control
+from glueberry_gateway.protocol.codes import CloseSocket
 
 
 class CoreGatewayClient:
@@ -33,7 +28,7 @@ class CoreGatewayClient:
         """Connect, authenticate, open a session to ``backend`` and complete its handshake."""
         ws = await connect(
             url,
-            subprotocols=[Subprotocol(codec.SUBPROTOCOL)],
+            subprotocols=[Subprotocol(control.SUBPROTOCOL)],
             origin=Origin(origin),
             compression=None,
             max_size=None,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from glueberry.p2p.keys import generate_private_key  # noqa: E402
 from glueberry_gateway.client import GatewayClient, Session  # noqa: E402
-from glueberry_gateway.codec import encode_batch, encode_data_frame  # noqa: E402
+from glueberry_gateway.protocol.frames import encode_batch, encode_data_frame  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from core_gateway_client import CoreGatewayClient  # noqa: E402
@@ -132,7 +132,7 @@ async def start_gateway(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "glueberry_gateway.cli",
+        "glueberry_gateway",
         "--config",
         str(config),
         stdout=asyncio.subprocess.DEVNULL,

@@ -8,10 +8,10 @@ import asyncio
 import json
 import sys
 
-from glueberry._streams import stream_name_of
 from glueberry.p2p.asyncio import Host, HostConfig, Stream
 from glueberry.p2p.keys import generate_private_key
 from glueberry.p2p.signer import LocalSigner
+from glueberry.streams import stream_name_of
 
 
 async def echo(stream: Stream) -> None:

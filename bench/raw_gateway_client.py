@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from glueberry.p2p.keys import generate_private_key, public_key_bytes
-from glueberry_gateway import codec
-from glueberry_gateway.auth import auth_message, is_noise_payload
+from glueberry_gateway.protocol import control
+from glueberry_gateway.protocol import frames as wire
+from glueberry_gateway.protocol.auth import auth_message, is_noise_payload
 
 
 class RawGatewayClient:
@@ -21,30 +23,32 @@ class RawGatewayClient:
     async def connect(cls, url: str, origin: str, *, batch: bool = False) -> RawGatewayClient:
         key = generate_private_key()
         ws = await connect(
-            url, subprotocols=[codec.SUBPROTOCOL], origin=origin, compression=None, max_size=None
+            url, subprotocols=[control.SUBPROTOCOL], origin=origin, compression=None, max_size=None
         )  # type: ignore[arg-type]
-        challenge = codec.decode_server_message(await ws.recv())
-        nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
+        challenge = orjson.loads(await ws.recv())
+        nonce = control.b64d(challenge["nonce"], "nonce", size=32)
         signature = key.sign(auth_message(challenge["gateway"], origin, nonce))
         await ws.send(
-            codec.encode(
+            control.encode_json(
                 "auth", version=1, public_key=public_key_bytes(key), signature=signature, batch=batch or None
             )
         )
-        ready = codec.decode_server_message(await ws.recv())
+        ready = orjson.loads(await ws.recv())
         assert ready["type"] == "ready", ready
         client = cls(ws)
         client.key = key
         return client
 
     async def open(self, session: int, backend: str) -> None:
-        await self.ws.send(codec.encode("open", id=session, session=session, backend=backend))
+        await self.ws.send(control.encode_json("open", id=session, session=session, backend=backend))
         while True:
-            msg: dict[str, Any] = codec.decode_server_message(await self.ws.recv())
+            msg: dict[str, Any] = orjson.loads(await self.ws.recv())
             if msg["type"] == "sign":
-                payload = codec.b64d(msg["payload"], "payload")
+                payload = control.b64d(msg["payload"], "payload")
                 assert is_noise_payload(payload)
-                await self.ws.send(codec.encode("signature", id=msg["id"], signature=self.key.sign(payload)))
+                await self.ws.send(
+                    control.encode_json("signature", id=msg["id"], signature=self.key.sign(payload))
+                )
             elif msg["type"] == "opened":
                 return
             else:
@@ -67,7 +71,7 @@ class RawGatewayClient:
         while got < len(frames):
             message = await self.ws.recv()
             if isinstance(message, bytes):
-                got += len(codec.decode_batch(message, max_bytes=1 << 24)) if message[:1] == b"\x02" else 1
+                got += len(wire.decode_batch(message, max_bytes=1 << 24)) if message[:1] == b"\x02" else 1
 
     async def close(self) -> None:
         await self.ws.close()

@@ -19,8 +19,7 @@ import pytest
 
 from glueberry import PeerID, generate_private_key
 from glueberry_demo.launcher import BundleMissing, Demo, PortInUse, start_demo
-from glueberry_gateway.client import GatewayClient, Session
-from glueberry_gateway.client_core import GatewayError
+from glueberry_gateway.client import GatewayClient, GatewayError, Session
 from tests.helpers import free_port
 
 

@@ -18,12 +18,12 @@ from glueberry.auto_handshake import HelloHandshakeHandler
 from glueberry.config import Config
 from glueberry.node import Node
 from glueberry.p2p.keys import generate_private_key
-from glueberry_gateway.app import create_app
-from glueberry_gateway.cli import uvicorn_config
 from glueberry_gateway.client import GatewayClient
-from glueberry_gateway.gateway import Gateway
-from glueberry_gateway.relay import Tap
-from glueberry_gateway.settings import Backend, Settings
+from glueberry_gateway.server.app import create_app
+from glueberry_gateway.server.cli import uvicorn_config
+from glueberry_gateway.server.gateway import Gateway
+from glueberry_gateway.server.session import Tap
+from glueberry_gateway.server.settings import Backend, Settings
 from tests.helpers import free_port
 
 ORIGIN = "http://app.test"

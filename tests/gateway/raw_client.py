@@ -28,8 +28,9 @@ from websockets.typing import Origin, Subprotocol
 from glueberry.handshake import FinalizeRequested, HelloHandshake, PrepareRequested, SendMessage
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
 from glueberry.wire.cipher import StreamCipher, shared_key
-from glueberry_gateway import codec
-from glueberry_gateway.auth import auth_message, is_noise_payload
+from glueberry_gateway.protocol import control
+from glueberry_gateway.protocol import frames as wire
+from glueberry_gateway.protocol.auth import auth_message, is_noise_payload
 
 __all__ = ["Closed", "RawClient", "RawSession", "http_get"]
 
@@ -66,7 +67,7 @@ class RawClient:
     origin: str
     challenge: Json | None = None
     ready: Json | None = None
-    frames: deque[codec.DataFrame] = field(default_factory=deque)  # binary frames read meanwhile
+    frames: deque[wire.DataFrame] = field(default_factory=deque)  # binary frames read meanwhile
     binary_messages: int = 0  # binary WebSocket messages read (a batch is one, §5.6)
 
     @classmethod
@@ -76,7 +77,7 @@ class RawClient:
         *,
         origin: str,
         identity: Ed25519PrivateKey | None = None,
-        subprotocols: Sequence[str] = (codec.SUBPROTOCOL,),
+        subprotocols: Sequence[str] = (control.SUBPROTOCOL,),
         source_ip: str | None = None,
         max_queue: int = 16,
         receive_buffer: int | None = None,
@@ -129,7 +130,7 @@ class RawClient:
     # ---- sending ------------------------------------------------------------------------------
 
     async def send_json(self, kind: str, **fields: Any) -> None:
-        await self.ws.send(codec.encode(kind, **fields))
+        await self.ws.send(control.encode_json(kind, **fields))
 
     async def send_text(self, text: str) -> None:
         await self.ws.send(text)
@@ -138,7 +139,7 @@ class RawClient:
         await self.ws.send(data)
 
     async def send_data(self, session: int, stream: str, payload: bytes) -> None:
-        await self.ws.send(codec.encode_data_frame(session, stream, payload))
+        await self.ws.send(wire.encode_data_frame(session, stream, payload))
 
     # ---- receiving ----------------------------------------------------------------------------
 
@@ -151,11 +152,11 @@ class RawClient:
                 if isinstance(message, bytes):
                     self._keep(message)
                     continue
-                obj = codec.decode_server_message(message)
+                obj = orjson.loads(message)
                 if kind is None or obj["type"] == kind:
                     return obj
 
-    async def next_frame(self, *, timeout: float = 5.0) -> codec.DataFrame:
+    async def next_frame(self, *, timeout: float = 5.0) -> wire.DataFrame:
         """The next data frame (control messages in between are skipped)."""
         async with asyncio.timeout(timeout):
             while not self.frames:
@@ -166,11 +167,11 @@ class RawClient:
 
     def _keep(self, message: bytes) -> None:
         self.binary_messages += 1
-        if message[:1] == bytes((codec.BATCH_KIND,)):
-            frames = codec.decode_batch(message, max_bytes=1 << 24)
+        if message[:1] == bytes((wire.BATCH_KIND,)):
+            frames = wire.decode_batch(message, max_bytes=1 << 24)
         else:
             frames = [memoryview(message)]
-        self.frames.extend(codec.decode_data_frame(f, max_bytes=1 << 24) for f in frames)
+        self.frames.extend(wire.decode_data_frame(f, max_bytes=1 << 24) for f in frames)
 
     async def until_closed(self, *, timeout: float = 5.0) -> Closed:
         """Read everything until the gateway closes the socket."""
@@ -209,7 +210,7 @@ class RawClient:
         return self.challenge
 
     def sign_challenge(self, challenge: Json, *, origin: str | None = None) -> bytes:
-        nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
+        nonce = control.b64d(challenge["nonce"], "nonce", size=32)
         message = auth_message(challenge["gateway"], origin or self.origin, nonce)
         return self.identity.sign(message)
 
@@ -220,7 +221,7 @@ class RawClient:
         challenge = await self.read_challenge()
         if signature is None:
             signature = self.sign_challenge(challenge)
-        fields: dict[str, Any] = {"version": codec.PROTOCOL_VERSION, "public_key": self.public_key}
+        fields: dict[str, Any] = {"version": control.PROTOCOL_VERSION, "public_key": self.public_key}
         fields |= {"signature": signature, "token": token} | extra
         await self.send_json("auth", **fields)
 
@@ -234,7 +235,7 @@ class RawClient:
     async def answer_sign(self, *, refuse: bool = False) -> Json:
         """Wait for the gateway's ``sign`` and sign it (only a Noise payload), or refuse."""
         request = await self.next_control("sign")
-        payload = codec.b64d(request["payload"], "payload")
+        payload = control.b64d(request["payload"], "payload")
         if refuse or not is_noise_payload(payload):
             await self.send_json("sign_refused", id=request["id"])
         else:

@@ -20,8 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from glueberry.p2p.keys import PeerID, generate_private_key
-from glueberry_gateway.cli import build_parser, main
-from glueberry_gateway.keyfile import read_key_file
+from glueberry_gateway.server.cli import build_parser, main
+from glueberry_gateway.server.keyfile import read_key_file
 from tests.gateway.raw_client import RawClient, http_get
 from tests.helpers import free_port
 
@@ -68,7 +68,7 @@ class TestKeygen:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
     def test_the_settings_loader_reads_the_same_identity(self, tmp_path: Path) -> None:
-        from glueberry_gateway.settings import load_settings
+        from glueberry_gateway.server.settings import load_settings
 
         key = tmp_path / "gateway.key"
         assert main(["keygen", "--out", str(key)]) == 0
@@ -235,7 +235,7 @@ async def _start(tmp_path: Path, *, drain_timeout: float) -> RunningGateway:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "glueberry_gateway.cli",
+            "glueberry_gateway",
             "--config",
             str(config),
             stdout=asyncio.subprocess.PIPE,
@@ -374,7 +374,7 @@ def test_the_server_process_keeps_collector_pauses_rare() -> None:
     """What is loaded at start is frozen out of full collections, which wait for 100 middle ones."""
     import gc
 
-    from glueberry_gateway.cli import _quiet_collector
+    from glueberry_gateway.server.cli import _quiet_collector
 
     before = gc.get_threshold()
     try:

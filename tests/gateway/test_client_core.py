@@ -33,37 +33,28 @@ from glueberry.exceptions import (
 from glueberry.handshake import FinalizeRequested, HelloHandshake, PrepareRequested, SendMessage
 from glueberry.p2p.keys import PeerID, public_key_bytes, verify_signature
 from glueberry.wire.cipher import StreamCipher, shared_key
-from glueberry_gateway.auth import NOISE_PREFIX, verify_auth
 from glueberry_gateway.client import ConnectionState, GatewayClient, Message
-from glueberry_gateway.client_core import (
+from glueberry_gateway.client.core import ClientProtocol, ClientState
+from glueberry_gateway.client.errors import GatewayClosed, GatewayError, GatewayProtocolError, SessionClosed
+from glueberry_gateway.client.events import (
     Authenticated,
-    BackendInfo,
     ClientEvent,
-    ClientProtocol,
-    ClientState,
     CloseInfo,
-    CloseSocket,
     ConnectionEnded,
     DrainRequested,
     FrameDropped,
     FrameUndecryptable,
-    GatewayClosed,
-    GatewayError,
     GatewayErrorReceived,
-    GatewayLimits,
-    GatewayProtocolError,
     HandshakeCompleted,
     HandshakeFailed,
     MessageReceived,
     PeerHelloReceived,
     Pong,
     RequestFailed,
-    SessionClosed,
     SessionEnded,
     SessionErrorReceived,
     SessionOpened,
     SessionOpenFailed,
-    SessionPhase,
     SessionResumed,
     SignatureRefused,
     SignatureSent,
@@ -71,23 +62,24 @@ from glueberry_gateway.client_core import (
     TokenExpiring,
     TokenRefreshed,
 )
-from glueberry_gateway.codec import (
+from glueberry_gateway.client.record import SessionPhase
+from glueberry_gateway.protocol.auth import NOISE_PREFIX, verify_auth
+from glueberry_gateway.protocol.codes import CloseSocket, Code
+from glueberry_gateway.protocol.control import (
     SUBPROTOCOL,
     Auth,
+    BackendInfo,
     Close,
+    GatewayLimits,
     Open,
     Ping,
     Refresh,
     Signature,
     SignRefused,
-    decode_batch,
     decode_client_message,
-    decode_data_frame,
-    encode,
-    encode_batch,
-    encode_data_frame,
 )
-from glueberry_gateway.codes import Code
+from glueberry_gateway.protocol.control import encode_json as encode
+from glueberry_gateway.protocol.frames import decode_batch, decode_data_frame, encode_batch, encode_data_frame
 
 ORIGIN = "http://127.0.0.1:8080"
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from glueberry_gateway.codec import (
+from glueberry_gateway.protocol.codes import Code
+from glueberry_gateway.protocol.errors import ProtocolViolation
+from glueberry_gateway.protocol.frames import (
     BATCH_KIND,
     MAX_BATCH_ENTRY,
     MAX_BATCH_FRAMES,
-    ProtocolViolation,
     decode_batch,
     decode_data_frame,
     encode_batch,
     encode_data_frame,
     pack_batches,
 )
-from glueberry_gateway.codes import Code
 
 
 def frame(size: int, session: int = 1) -> bytes:

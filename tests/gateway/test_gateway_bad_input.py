@@ -26,12 +26,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from glueberry.exceptions import GlueberryError
 from glueberry.p2p.keys import PeerID, generate_private_key
-from glueberry_gateway import codec
-from glueberry_gateway.auth import auth_message
-from glueberry_gateway.browser import BrowserSocket
 from glueberry_gateway.client import GatewayClient, Session
-from glueberry_gateway.codes import Code
-from glueberry_gateway.settings import Limits, Settings, TokenSettings
+from glueberry_gateway.protocol import control
+from glueberry_gateway.protocol import frames as wire
+from glueberry_gateway.protocol.auth import auth_message
+from glueberry_gateway.protocol.codes import Code
+from glueberry_gateway.server.settings import Limits, Settings, TokenSettings
+from glueberry_gateway.server.socket import BrowserSocket
 from tests.gateway.conftest import (
     ORIGIN,
     STREAMS,
@@ -244,21 +245,21 @@ class TestProtocolErrors:
         a = await arena()
         raw = await a.authed()
         await raw.open(BACKEND)
-        await raw.send_binary(bytes([codec.DATA_KIND, 0]))  # 2 bytes: not even the 4-byte header
+        await raw.send_binary(bytes([wire.DATA_KIND, 0]))  # 2 bytes: not even the 4-byte header
         await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_binary_frame_truncated_inside_the_stream_name(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.open(BACKEND)
-        await raw.send_binary(bytes([codec.DATA_KIND, 0, 1, 10]) + b"cha")  # says 10 name bytes, has 3
+        await raw.send_binary(bytes([wire.DATA_KIND, 0, 1, 10]) + b"cha")  # says 10 name bytes, has 3
         await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
 
     async def test_unknown_binary_kind(self, arena: MakeArena) -> None:
         a = await arena()
         raw = await a.authed()
         await raw.open(BACKEND)
-        frame = bytearray(codec.encode_data_frame(1, "chat", b"payload"))
+        frame = bytearray(wire.encode_data_frame(1, "chat", b"payload"))
         frame[0] = 0x7F
         await raw.send_binary(bytes(frame))
         await a.assert_closed_alone(raw, Code.PROTOCOL_ERROR)
@@ -301,7 +302,7 @@ class TestVersion:
         a = await arena()
         raw = await a.raw()
         challenge = await raw.read_challenge()
-        assert challenge["version"] == codec.PROTOCOL_VERSION
+        assert challenge["version"] == control.PROTOCOL_VERSION
         await raw.send_json(
             "auth",
             version=version,
@@ -350,7 +351,7 @@ class TestSizeLimits:
         assert raw.ready is not None
         assert raw.ready["limits"]["max_frame_bytes"] == 4096
         await raw.open(BACKEND)
-        header = codec.data_header(1, "chat")
+        header = wire.data_header(1, "chat")
         await raw.send_binary(header + bytes(4096 - len(header) + 1))
         await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
 
@@ -394,14 +395,14 @@ class TestSizeLimits:
     async def test_control_message_at_max_control_bytes_is_served(self, arena: MakeArena) -> None:
         a = await arena(max_control_bytes=1024)
         raw = await a.authed()
-        message = codec.encode("ping", id=5, padding="")
-        await raw.send_text(codec.encode("ping", id=5, padding="x" * (1024 - len(message))))
+        message = control.encode_json("ping", id=5, padding="")
+        await raw.send_text(control.encode_json("ping", id=5, padding="x" * (1024 - len(message))))
         assert (await raw.next_control("pong"))["id"] == 5
 
     async def test_control_message_limit_counts_bytes_not_characters(self, arena: MakeArena) -> None:
         a = await arena(max_control_bytes=1024)
         raw = await a.authed()
-        text = codec.encode("ping", id=1, padding="€" * 600)  # ~630 characters, ~1830 bytes
+        text = control.encode_json("ping", id=1, padding="€" * 600)  # ~630 characters, ~1830 bytes
         assert len(text) < 1024 < len(text.encode())
         await raw.send_text(text)
         answer = await raw.next_control(timeout=2)
@@ -430,7 +431,7 @@ class TestAuthentication:
         a = await arena()
         raw = await a.raw()
         challenge = await raw.read_challenge()
-        nonce = codec.b64d(challenge["nonce"], "nonce", size=32)
+        nonce = control.b64d(challenge["nonce"], "nonce", size=32)
         impostor = generate_private_key()  # signs the right message, but the key sent is raw's
         await raw.send_auth(signature=impostor.sign(auth_message(challenge["gateway"], ORIGIN, nonce)))
         await a.assert_closed_alone(raw, Code.AUTH_FAILED)
@@ -781,7 +782,7 @@ class TestSlowConsumer:
 
         def sample() -> bool:
             nonlocal peak
-            peak = max(peak, getattr(sock, "_queued", 0))
+            peak = max(peak, sock.outbound.queued_bytes)
             return a.metric("drops_total", reason="slow_consumer") > 0
 
         assert await wait_for(sample, 5), f"no 4010 decision; backend sent {flood.sent} bytes"
@@ -848,7 +849,7 @@ class TestSessionErrors:
         await raw.send_json("open", id=2, session=5, backend=BACKEND)
         assert_session_error(await raw.next_control("error"), Code.SESSION_EXISTS, session=5, request_id=2)
         await raw.send_json(
-            "signature", id=sign["id"], signature=raw.identity.sign(codec.b64d(sign["payload"], "p"))
+            "signature", id=sign["id"], signature=raw.identity.sign(control.b64d(sign["payload"], "p"))
         )
         opened = await raw.next_control("opened")
         assert (opened["id"], opened["session"]) == (1, 5)
@@ -927,7 +928,7 @@ class TestSessionErrors:
         await raw.send_json("open", id=2, session=2, backend=BACKEND)
         sign = await raw.next_control("sign")
         assert_session_error(await raw.next_control("error"), Code.SIGN_TIMEOUT, session=2, request_id=2)
-        payload = codec.b64d(sign["payload"], "payload")
+        payload = control.b64d(sign["payload"], "payload")
         await raw.send_json("signature", id=sign["id"], signature=raw.identity.sign(payload))
         assert await raw.roundtrip(session, b"after", timeout=2) == b"echo:after"
         await a.assert_unharmed()
@@ -935,7 +936,7 @@ class TestSessionErrors:
     async def test_invalid_stream_name_in_a_data_frame(self, arena: MakeArena) -> None:
         a = await arena()
         raw, _ = await self.established(a)
-        header = bytes([codec.DATA_KIND, 0, 1, 9]) + b"bad name!"
+        header = bytes([wire.DATA_KIND, 0, 1, 9]) + b"bad name!"
         await raw.send_binary(header + b"payload")
         error = await raw.next_control("error")
         assert error["code"] == Code.INVALID_STREAM, error
@@ -944,7 +945,7 @@ class TestSessionErrors:
     async def test_invalid_stream_name_leaves_the_socket_open(self, arena: MakeArena) -> None:
         a = await arena()
         raw, session = await self.established(a)
-        await raw.send_binary(bytes([codec.DATA_KIND, 0, 1, 9]) + b"bad name!" + b"payload")
+        await raw.send_binary(bytes([wire.DATA_KIND, 0, 1, 9]) + b"bad name!" + b"payload")
         assert_session_error(await raw.next_control("error"), Code.INVALID_STREAM, session=1, request_id=None)
         assert await raw.roundtrip(session, b"after", timeout=2) == b"echo:after"
         await a.assert_unharmed()
@@ -1024,8 +1025,8 @@ class TestBatches:
         raw, session = await self.established(a)  # did not ask for batches: gets single frames
         assert session.cipher is not None
         words = [f"m{i}".encode() for i in range(12)]
-        batch = codec.encode_batch(
-            [codec.encode_data_frame(1, "chat", session.cipher.encrypt(w)) for w in words]
+        batch = wire.encode_batch(
+            [wire.encode_data_frame(1, "chat", session.cipher.encrypt(w)) for w in words]
         )
         before = raw.binary_messages
         await raw.send_binary(batch)
@@ -1045,7 +1046,7 @@ class TestBatches:
         for burst in range(5):  # the backend's echoes of one burst share a write, mostly
             words = [f"b{burst}-{i}".encode() for i in range(16)]
             await raw.send_binary(
-                codec.encode_batch([codec.encode_data_frame(1, "chat", cipher.encrypt(w)) for w in words])
+                wire.encode_batch([wire.encode_data_frame(1, "chat", cipher.encrypt(w)) for w in words])
             )
             sent += 16
             received += await self.echoes(raw, session, 16)
@@ -1059,11 +1060,11 @@ class TestBatches:
         raw, session = await self.established(a)
         assert session.cipher is not None
         frames = [
-            codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"first")),
-            codec.encode_data_frame(9, "chat", b"to nowhere"),  # 4103, this frame only
-            codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"last")),
+            wire.encode_data_frame(1, "chat", session.cipher.encrypt(b"first")),
+            wire.encode_data_frame(9, "chat", b"to nowhere"),  # 4103, this frame only
+            wire.encode_data_frame(1, "chat", session.cipher.encrypt(b"last")),
         ]
-        await raw.send_binary(codec.encode_batch(frames))
+        await raw.send_binary(wire.encode_batch(frames))
         assert_session_error(
             await raw.next_control("error"), Code.SESSION_NOT_FOUND, session=9, request_id=None
         )
@@ -1074,21 +1075,20 @@ class TestBatches:
         a = await arena(messages_per_second=20)
         raw, session = await self.established(a)
         assert session.cipher is not None
-        frame = codec.encode_data_frame(1, "chat", session.cipher.encrypt(b"x"))
-        await raw.send_binary(codec.encode_batch([frame] * 30))  # one message, 30 frames
+        frame = wire.encode_data_frame(1, "chat", session.cipher.encrypt(b"x"))
+        await raw.send_binary(wire.encode_batch([frame] * 30))  # one message, 30 frames
         await a.assert_closed_alone(raw, Code.RATE_LIMITED)
 
     @pytest.mark.parametrize(
         "batch",
         [
-            bytes([codec.BATCH_KIND]),
-            bytes([codec.BATCH_KIND, 0]),
-            bytes([codec.BATCH_KIND]) + (100).to_bytes(2, "big") + codec.encode_data_frame(1, "chat", b"x"),
-            bytes([codec.BATCH_KIND]) + _entry(b""),
-            bytes([codec.BATCH_KIND])
-            + _entry(codec.encode_batch([codec.encode_data_frame(1, "chat", b"x")])),
-            bytes([codec.BATCH_KIND]) + _entry(codec.encode_data_frame(1, "chat", b"ok")) + b"\x00",
-            bytes([codec.BATCH_KIND]) + _entry(codec.encode_data_frame(1, "chat", b"")) * 1025,
+            bytes([wire.BATCH_KIND]),
+            bytes([wire.BATCH_KIND, 0]),
+            bytes([wire.BATCH_KIND]) + (100).to_bytes(2, "big") + wire.encode_data_frame(1, "chat", b"x"),
+            bytes([wire.BATCH_KIND]) + _entry(b""),
+            bytes([wire.BATCH_KIND]) + _entry(wire.encode_batch([wire.encode_data_frame(1, "chat", b"x")])),
+            bytes([wire.BATCH_KIND]) + _entry(wire.encode_data_frame(1, "chat", b"ok")) + b"\x00",
+            bytes([wire.BATCH_KIND]) + _entry(wire.encode_data_frame(1, "chat", b"")) * 1025,
         ],
         ids=[
             "empty",
@@ -1109,8 +1109,8 @@ class TestBatches:
     async def test_batch_over_max_frame_bytes(self, arena: MakeArena) -> None:
         a = await arena(max_frame_bytes=4096)
         raw, _ = await self.established(a)
-        frame = codec.encode_data_frame(1, "chat", bytes(1500))
-        await raw.send_binary(codec.encode_batch([frame] * 3))  # each frame fits, the batch does not
+        frame = wire.encode_data_frame(1, "chat", bytes(1500))
+        await raw.send_binary(wire.encode_batch([frame] * 3))  # each frame fits, the batch does not
         await a.assert_closed_alone(raw, Code.MESSAGE_TOO_BIG)
 
     async def test_batch_flag_must_be_a_boolean(self, arena: MakeArena) -> None:

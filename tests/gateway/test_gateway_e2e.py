@@ -15,7 +15,7 @@ from glueberry.exceptions import NegotiationFailed
 from glueberry.p2p.keys import generate_private_key
 from glueberry.wire.framing import frame_header
 from glueberry_gateway.client import GatewayClient, Session
-from glueberry_gateway.settings import Backend
+from glueberry_gateway.server.settings import Backend
 from tests.gateway.conftest import ORIGIN, STREAMS, EchoBackend, MakeClient, MakeGateway
 from tests.gateway.raw_client import RawClient
 from tests.gateway.tcp_proxy import TcpProxy

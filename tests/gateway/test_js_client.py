@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Route, async_playwright
 
-from glueberry_gateway.codes import Code
+from glueberry_gateway.protocol.codes import Code
 from tests.gateway.conftest import ORIGIN, EchoBackend, MakeGateway
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,14 +13,14 @@ import pytest
 
 from glueberry.exceptions import InvalidConfig
 from glueberry.p2p.keys import PeerID, generate_private_key
-from glueberry_gateway.logs import (
+from glueberry_gateway.server.logs import (
     AUDIT_LOGGER,
     JsonFormatter,
     TextFormatter,
     configure_logging,
     is_secret_field,
 )
-from glueberry_gateway.settings import Settings
+from glueberry_gateway.server.settings import Settings
 
 
 @pytest.fixture

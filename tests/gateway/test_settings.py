@@ -13,8 +13,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from glueberry.exceptions import InvalidConfig
 from glueberry.p2p.keys import PeerID, generate_private_key
-from glueberry_gateway.keyfile import write_key_file
-from glueberry_gateway.settings import Limits, Settings, TokenSettings, load_settings, settings_from_dict
+from glueberry_gateway.server.keyfile import write_key_file
+from glueberry_gateway.server.settings import (
+    Limits,
+    Settings,
+    TokenSettings,
+    load_settings,
+    settings_from_dict,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "gateway" / "gateway.example.toml"
@@ -301,7 +307,7 @@ class TestDocumentation:
             assert float(match.group(1)) == getattr(defaults, f.name), f.name
 
     def test_every_metric_is_documented(self) -> None:
-        from glueberry_gateway.metrics import Metrics
+        from glueberry_gateway.server.metrics import Metrics
 
         guide = GUIDE.read_text()
         names = {family.name for family in Metrics().registry.collect()}
@@ -313,7 +319,7 @@ class TestDocumentation:
         """The two Python blocks and the TOML block of "Tokens" make a token the gateway accepts."""
         import time
 
-        from glueberry_gateway.auth import TokenVerifier
+        from glueberry_gateway.server.tokens import TokenVerifier
 
         section = GUIDE.read_text().split("## 4. Tokens", 1)[1].split("\n## ", 1)[0]
         python_blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)

@@ -47,7 +47,7 @@ from glueberry import (
     generate_private_key,
     private_key_from_bytes,
 )
-from glueberry_gateway.keyfile import write_key_file
+from glueberry_gateway.server.keyfile import write_key_file
 
 from .rooms import STREAM, ChatLimits, ChatRooms, Outgoing, encode
 

@@ -40,10 +40,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from glueberry import GlueberryError, Multiaddr, PeerID, fingerprint
-from glueberry_gateway.app import create_app
-from glueberry_gateway.cli import uvicorn_config
-from glueberry_gateway.gateway import Gateway
-from glueberry_gateway.settings import Backend, Settings, TokenSettings
+from glueberry_gateway.server.app import create_app
+from glueberry_gateway.server.cli import uvicorn_config
+from glueberry_gateway.server.gateway import Gateway
+from glueberry_gateway.server.settings import Backend, Settings, TokenSettings
 
 from .chat_backend import ChatBackend, read_or_create_key
 from .rooms import ChatRooms

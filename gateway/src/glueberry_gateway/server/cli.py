@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from glueberry.exceptions import InvalidConfig, InvalidKey
 from glueberry.p2p.keys import PeerID, generate_private_key
 
-from . import __version__
+from .. import __version__
 from .app import create_app
 from .gateway import Gateway
 from .keyfile import read_key_file, write_key_file

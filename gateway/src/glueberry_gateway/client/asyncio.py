@@ -1,6 +1,6 @@
 """A Python client of the gateway (docs/gateway-protocol.md): the browser side, over asyncio.
 
-A thin driver of :class:`~glueberry_gateway.client_core.ClientProtocol` over a ``websockets``
+A thin driver of :class:`~glueberry_gateway.client.core.ClientProtocol` over a ``websockets``
 connection. It plays the browser: it holds the Ed25519 identity, answers the challenge, signs
 only Noise payloads, runs the Glueberry handshake with the backend and encrypts and decrypts
 itself — the gateway sees ciphertext only::
@@ -31,76 +31,54 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from glueberry.exceptions import GlueberryError, HandshakeTimeout, InvalidState
+from glueberry.exceptions import InvalidState
 from glueberry.p2p.keys import PeerID
-from glueberry.wire.cipher import StreamCipher
 
-from .client_core import (
+from ..protocol.codes import CloseSocket, Code
+from ..protocol.control import SUBPROTOCOL, BackendInfo, GatewayLimits
+from .core import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_RECEIVE_BYTES,
     DEFAULT_OUTBOX_BYTES,
     DEFAULT_OUTBOX_FRAMES,
-    Authenticated,
-    BackendInfo,
-    ClientEvent,
     ClientProtocol,
+)
+from .errors import GatewayClosed, GatewayError, GatewayProtocolError, SessionClosed
+from .events import (
+    Authenticated,
+    ClientEvent,
     CloseInfo,
-    CloseSocket,
     ConnectionEnded,
     DrainRequested,
     FrameDropped,
     FrameUndecryptable,
-    GatewayClosed,
-    GatewayError,
     GatewayErrorReceived,
-    GatewayLimits,
-    GatewayProtocolError,
     HandshakeCompleted,
     HandshakeFailed,
     MessageReceived,
     PeerHelloReceived,
     Pong,
     RequestFailed,
-    ResumeState,
-    SessionClosed,
     SessionEnded,
     SessionErrorReceived,
     SessionOpened,
     SessionOpenFailed,
-    SessionPhase,
-    SessionRecord,
     TokenExpiring,
     TokenRefreshed,
 )
-from .codec import SUBPROTOCOL
-from .codes import Code
+from .record import ResumeState
+from .session import CLOSE_TIMEOUT, ConnectionState, Link, Message, Session
 
-__all__ = [
-    "BackendInfo",
-    "CloseInfo",
-    "ConnectionState",
-    "GatewayClient",
-    "GatewayClosed",
-    "GatewayError",
-    "GatewayLimits",
-    "GatewayProtocolError",
-    "Message",
-    "Session",
-    "SessionClosed",
-]
+__all__ = ["GatewayClient"]
 
 DEFAULT_INBOX_SIZE: Final = 1024
 # HTTP refusals of the upgrade (§2, §7) as the close code a gateway would otherwise use.
@@ -110,24 +88,7 @@ _HTTP_REFUSALS: Final = {
     429: Code.RATE_LIMITED,
     503: Code.TOO_MANY_CONNECTIONS,
 }
-_CLOSE_TIMEOUT: Final = 10.0
-
 Callback = Callable[..., object]
-
-
-class ConnectionState(Enum):
-    CONNECTED = "connected"
-    RESUMING = "resuming"  # a resume is under way; sends wait for it
-    DISCONNECTED = "disconnected"  # dropped, resumable: call resume() within resume_grace
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decrypted message received on a named stream."""
-
-    stream: str
-    data: bytes
 
 
 def _attempt_info(exc: BaseException) -> CloseInfo:
@@ -139,251 +100,6 @@ def _attempt_info(exc: BaseException) -> CloseInfo:
     if isinstance(exc, TimeoutError | OSError | asyncio.CancelledError):
         return CloseInfo(1006, str(exc) or "no ready in time", True)
     return CloseInfo(Code.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", False)
-
-
-class _Link:
-    """One WebSocket and its core, with the reader and writer tasks serving them."""
-
-    def __init__(self, ws: ClientConnection, core: ClientProtocol) -> None:
-        self.ws = ws
-        self.core = core
-        self.wake = asyncio.Event()  # output queued in the core
-        self.idle = asyncio.Event()  # the core's output was written (or the socket is gone)
-        self.idle.set()
-        self.ended = asyncio.Event()  # core.connection_closed() was processed
-        self.auth: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.auth.add_done_callback(lambda f: f.cancelled() or f.exception())  # mark retrieved
-        self.requests: dict[int, asyncio.Future[float | None]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-        self.writer_done = False
-
-
-class Session:
-    """A session to one backend (§5), made by :meth:`GatewayClient.open`.
-
-    Attributes:
-        number: the session number on the socket.
-        backend: the name or peer ID it was opened with.
-        backend_peer_id: the backend's peer ID as the gateway reported in ``opened``; the
-            handshake checks the backend's key against it.
-        peer_name: the name from the backend's Hello, once received.
-        errors: the last (up to 16) ``error`` notices about this session that left it open.
-    """
-
-    def __init__(self, client: GatewayClient, record: SessionRecord, peer_id: PeerID) -> None:
-        self._client = client
-        self._record = record
-        self.number = record.number
-        self.backend = record.backend
-        self.backend_peer_id = peer_id
-        self.peer_name: str | None = None
-        self.errors: deque[GatewayError] = deque(maxlen=16)
-        self._inbox: deque[Message] = deque()
-        self._changed = asyncio.Event()
-        self._end: SessionClosed | None = None
-        self._handshake_error: GlueberryError | None = None
-
-    def __repr__(self) -> str:
-        return f"<Session {self.number} {self.backend} {'closed' if self._end else 'open'}>"
-
-    # ---- state ------------------------------------------------------------------------------
-
-    @property
-    def cipher(self) -> StreamCipher | None:
-        """The stream cipher, once the handshake derived the key (wiped when the session ends)."""
-        return self._record.cipher
-
-    @property
-    def handshake_complete(self) -> bool:
-        return self._record.established
-
-    @property
-    def peer_public_key(self) -> bytes | None:
-        """The backend's Ed25519 key from its PubKey, once accepted."""
-        return self._record.peer_public_key
-
-    @property
-    def decryption_errors(self) -> int:
-        """Frames dropped because they did not decrypt (PROTOCOL.md §8.5)."""
-        return self._record.decryption_errors
-
-    @property
-    def dropped_frames(self) -> int:
-        """Frames dropped otherwise (unprepared stream, too many before the key, session closing)."""
-        return self._record.dropped_frames
-
-    @property
-    def frames_received(self) -> int:
-        """Data frames received from the gateway since the session opened (the resume count, §6)."""
-        return self._record.received
-
-    @property
-    def frames_sent(self) -> int:
-        return self._record.sent
-
-    @property
-    def outbox_size(self) -> int:
-        """Sent frames kept for a resume (not yet known to have reached the gateway)."""
-        return len(self._record.outbox)
-
-    @property
-    def closed(self) -> bool:
-        return self._end is not None
-
-    @property
-    def close_error(self) -> SessionClosed | None:
-        """Why the session ended (code and message), once it has."""
-        return self._end
-
-    # ---- operations -------------------------------------------------------------------------
-
-    async def handshake(
-        self, streams: Iterable[str] | None = None, *, name: str = "", timeout: float = 10.0
-    ) -> None:
-        """Run the Hello/PubKey/Complete handshake as initiator (PROTOCOL.md §10).
-
-        The backend's PubKey must be the key of :attr:`backend_peer_id`; then the stream key is
-        derived (:attr:`cipher`). ``streams``: the named streams to use (others are dropped);
-        None accepts every name.
-
-        Raises:
-            KeyMismatch, HandshakeError, InvalidKey: the backend's handshake was wrong (the
-                session is closed).
-            HandshakeTimeout: not done within ``timeout`` seconds.
-            SessionClosed, GatewayClosed: the session or the socket ended first.
-        """
-        link = await self._client._ready_link()
-        self._check_open()
-        link.core.start_handshake(
-            self.number, streams=list(streams) if streams is not None else None, name=name
-        )
-        self._client._dispatch(link)  # held frames may have been processed
-        try:
-            async with asyncio.timeout(timeout):
-                await self._client._flush(link)
-                while True:
-                    if self._handshake_error is not None:
-                        raise self._handshake_error
-                    if self._record.established:
-                        return
-                    self._check_open()
-                    self._client._check_alive()
-                    await self._wait()
-        except TimeoutError:
-            raise HandshakeTimeout(
-                f"no handshake with {self.backend} within {timeout} s", peer_id=str(self.backend_peer_id)
-            ) from None
-
-    async def send(self, stream: str, data: bytes | bytearray | memoryview) -> None:
-        """Encrypt ``data`` and send it on the named ``stream``.
-
-        Returns once the frame was written to the socket (or, if the socket dropped in a
-        resumable way, once it is in the outbox: a resume re-sends it). While a resume is under
-        way it waits for it.
-
-        Raises:
-            InvalidState: no stream key yet (run :meth:`handshake` first).
-            InvalidStreamName, MessageTooLarge: see :meth:`ClientProtocol.send_data`.
-            SessionClosed, GatewayClosed: the session or the socket is gone.
-        """
-        link = await self._client._ready_link()
-        self._check_open()
-        link.core.send_data(self.number, stream, data)
-        await self._client._flush(link)
-
-    async def send_raw(self, stream: str, payload: bytes | bytearray | memoryview) -> None:
-        """Send an already-built Glueberry payload as is (handshake messages; tampered frames in
-        tests). Same contract as :meth:`send`, without encryption."""
-        link = await self._client._ready_link()
-        self._check_open()
-        link.core.send_raw(self.number, stream, payload)
-        await self._client._flush(link)
-
-    async def receive(self, timeout: float | None = None) -> Message:
-        """The next decrypted message, in arrival order; frames that fail to decrypt are counted
-        (:attr:`decryption_errors`) and dropped.
-
-        Raises:
-            SessionClosed: the session ended and every message before the end was received.
-            GatewayClosed: the socket is gone (not being resumed) and the inbox is empty.
-            TimeoutError: nothing within ``timeout`` seconds.
-        """
-        async with asyncio.timeout(timeout):
-            while True:
-                if self._inbox:
-                    message = self._inbox.popleft()
-                    self._client._inbox_taken(self)
-                    return message
-                self._check_open()
-                self._client._check_alive()
-                await self._wait()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Message:
-        """Messages until the session ends (a closed socket raises :class:`GatewayClosed`)."""
-        try:
-            return await self.receive()
-        except SessionClosed:
-            raise StopAsyncIteration from None
-
-    async def close(self, timeout: float = _CLOSE_TIMEOUT) -> None:
-        """Close the session (§5.4) and wait for the gateway's ``closed``; idempotent.
-        Messages already received stay readable."""
-        client = self._client
-        if self._end is not None:
-            return
-        if client.state is not ConnectionState.CONNECTED:
-            client._forget_session(self.number)
-            self._finish(SessionClosed(Code.NORMAL, "closed while disconnected", session=self.number))
-            return
-        link = client._link
-        assert link is not None
-        if self._record.phase is SessionPhase.OPEN:
-            link.core.close_session(self.number)
-        try:
-            async with asyncio.timeout(timeout):
-                await client._flush(link)
-                while self._end is None and client.state is ConnectionState.CONNECTED:
-                    await self._wait()
-        except TimeoutError:
-            link.core.discard_session(self.number)
-            self._finish(SessionClosed(Code.NORMAL, "no answer to close; forgotten", session=self.number))
-        if self._end is None:
-            self._finish(SessionClosed(Code.NORMAL, "closed", session=self.number))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    # ---- driver side --------------------------------------------------------------------------
-
-    async def _wait(self) -> None:
-        self._changed.clear()
-        await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-
-    def _check_open(self) -> None:
-        if self._end is not None:
-            raise SessionClosed(self._end.code, self._end.message, session=self.number)
-
-    def _deliver(self, message: Message) -> int:
-        self._inbox.append(message)
-        self._wake()
-        return len(self._inbox)
-
-    def _finish(self, end: SessionClosed) -> None:
-        if self._end is None:
-            self._end = end
-        self._client._inbox_taken(self)
-        self._wake()
 
 
 class GatewayClient:
@@ -425,7 +141,7 @@ class GatewayClient:
         self._core_options = core_options
         self._state = ConnectionState.DISCONNECTED
         self._state_event = asyncio.Event()
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._resume_state: ResumeState | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self._last_close: CloseInfo | None = None
@@ -476,7 +192,7 @@ class GatewayClient:
             gateway_peer_id: refuse a gateway with another identity.
             inbox_size: messages held per session before the client stops reading the socket.
             max_receive_bytes, max_message_size, outbox_frames, outbox_bytes: see
-                :class:`~glueberry_gateway.client_core.ClientProtocol`.
+                :class:`~glueberry_gateway.client.core.ClientProtocol`.
 
         Raises:
             GatewayClosed: the upgrade was refused or the gateway closed the socket (``code``:
@@ -641,7 +357,7 @@ class GatewayClient:
             link.core.close(code, reason)
             link.wake.set()
             try:
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
                     await link.ended.wait()
             except TimeoutError:
                 pass
@@ -685,7 +401,7 @@ class GatewayClient:
             if ws.subprotocol != SUBPROTOCOL:
                 await ws.close(Code.UNSUPPORTED_VERSION, "glueberry.v1 not negotiated")
                 raise GatewayClosed(Code.UNSUPPORTED_VERSION, "the gateway did not accept glueberry.v1")
-            link = _Link(ws, core)
+            link = Link(ws, core)
             self._link = link
             link.tasks = [
                 asyncio.create_task(self._read_loop(link), name="gateway-client-reader"),
@@ -754,7 +470,7 @@ class GatewayClient:
         for session in self._sessions.values():
             session._wake()
 
-    async def _ready_link(self) -> _Link:
+    async def _ready_link(self) -> Link:
         while True:
             if self._state is ConnectionState.CONNECTED and self._link is not None:
                 return self._link
@@ -778,7 +494,7 @@ class GatewayClient:
         if self._link is not None:
             self._link.core.discard_session(number)
 
-    async def _request(self, link: _Link, request_id: int, timeout: float | None) -> float | None:
+    async def _request(self, link: Link, request_id: int, timeout: float | None) -> float | None:
         future: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
         link.requests[request_id] = future
         link.wake.set()
@@ -788,7 +504,7 @@ class GatewayClient:
         finally:
             link.requests.pop(request_id, None)
 
-    async def _flush(self, link: _Link) -> None:
+    async def _flush(self, link: Link) -> None:
         """Wait until everything the core queued so far was written (or the socket is gone)."""
         if not link.writer_done:
             link.idle.clear()
@@ -797,7 +513,7 @@ class GatewayClient:
         if link.ended.is_set() and self._state is ConnectionState.CLOSED:
             self._check_alive()
 
-    async def _stop_tasks(self, link: _Link) -> None:
+    async def _stop_tasks(self, link: Link) -> None:
         current = asyncio.current_task()
         tasks = [t for t in link.tasks if t is not current and not t.done()]
         for task in tasks:
@@ -809,7 +525,7 @@ class GatewayClient:
 
     # ---- reader and writer --------------------------------------------------------------------
 
-    async def _read_loop(self, link: _Link) -> None:
+    async def _read_loop(self, link: Link) -> None:
         ws, core = link.ws, link.core
         try:
             while True:
@@ -835,7 +551,7 @@ class GatewayClient:
         finally:
             self._socket_gone(link)
 
-    async def _wait_for_room(self, link: _Link) -> bool:
+    async def _wait_for_room(self, link: Link) -> bool:
         """Back-pressure: wait until no session inbox is full; False if the socket closed meanwhile."""
         room = asyncio.ensure_future(self._room.wait())
         closed = asyncio.ensure_future(link.ws.wait_closed())
@@ -846,7 +562,7 @@ class GatewayClient:
             closed.cancel()
         return room in done
 
-    async def _write_loop(self, link: _Link) -> None:
+    async def _write_loop(self, link: Link) -> None:
         ws, core = link.ws, link.core
         try:
             while True:
@@ -865,7 +581,7 @@ class GatewayClient:
             link.writer_done = True
             link.idle.set()
 
-    def _socket_gone(self, link: _Link) -> None:
+    def _socket_gone(self, link: Link) -> None:
         if link.ended.is_set():
             return
         ws = link.ws
@@ -876,11 +592,11 @@ class GatewayClient:
 
     # ---- events -----------------------------------------------------------------------------
 
-    def _dispatch(self, link: _Link) -> None:
+    def _dispatch(self, link: Link) -> None:
         for event in link.core.events_received():
             self._on_event(link, event)
 
-    def _on_event(self, link: _Link, event: ClientEvent) -> None:
+    def _on_event(self, link: Link, event: ClientEvent) -> None:
         session = self._sessions.get(getattr(event, "session", 0))
         if isinstance(event, MessageReceived):
             if (
@@ -947,7 +663,7 @@ class GatewayClient:
         elif isinstance(event, FrameUndecryptable | FrameDropped):
             pass  # counted in the session record
 
-    def _on_connection_ended(self, link: _Link, info: CloseInfo) -> None:
+    def _on_connection_ended(self, link: Link, info: CloseInfo) -> None:
         link.ended.set()
         for future in link.requests.values():
             if not future.done():

@@ -1,77 +1,87 @@
-"""The gateway: admission of browser sockets, the libp2p host that dials backends, the sessions,
-the resume registry, drain. One per process; :func:`glueberry_gateway.app.create_app` mounts it."""
+"""The gateway: one per process. It admits browser sockets, owns the libp2p host that dials the
+backends, keeps the table of sessions by backend connection, hands dropped sockets' sessions to
+the resume store, and drains. :func:`glueberry_gateway.server.app.create_app` mounts it.
+
+Two seams hold the state that outlives a socket: :class:`~.admission.Admission` (who may come
+in) and :class:`~.resume.ResumeStore` (sessions waiting for a resume). Both default to this
+process's memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from starlette.websockets import WebSocket
 
-from glueberry._streams import stream_name_of
-from glueberry.config import validate_stream_name
 from glueberry.exceptions import InvalidStreamName
-from glueberry.limits import SlidingWindow
 from glueberry.p2p.asyncio import Connection, Host, HostConfig, Stream
 from glueberry.p2p.keys import PeerID
 from glueberry.p2p.signer import LocalSigner
 from glueberry.p2p.yamux import YamuxConfig
+from glueberry.streams import stream_name_of
 
-from . import __version__, codec
-from .auth import TokenClaims, TokenVerifier
-from .browser import BrowserSocket
-from .codec import ProtocolViolation
-from .codes import Code
+from .. import __version__
+from ..protocol import control
+from ..protocol.codes import Code
+from ..protocol.control import ResumeOutcome, ResumeRequest
+from ..protocol.errors import ProtocolViolation
+from ..protocol.frames import check_stream_name
+from .admission import Admission, LocalAdmission, Refusal
 from .metrics import Metrics
-from .relay import BackendSession, Tap
-from .settings import Settings
+from .resume import MemoryResumeStore, ResumeStore, reattach
+from .session import BackendSession, Tap
+from .settings import Backend, Settings
+from .socket import BrowserSocket
+from .tokens import TokenClaims, TokenVerifier
 
 __all__ = ["Gateway"]
 
 _log = logging.getLogger("glueberry_gateway")
 _audit = logging.getLogger("glueberry_gateway.audit")
-_MAX_TRACKED_IPS = 100_000
 
 
 def _is_glueberry_protocol(protocol: str) -> bool:
     name = stream_name_of(protocol)
-    # Go allows Unicode letters in names; data frames to the browser carry ASCII ones only.
-    if name is None or not name.isascii():
+    if name is None:
         return False
     try:
-        validate_stream_name(name)
+        check_stream_name(name)  # data frames to the browser carry ASCII names only
     except InvalidStreamName:
         return False
     return True
 
 
-@dataclass(slots=True)
-class _Detached:
-    token: bytes
-    sessions: dict[int, BackendSession]
-    timer: asyncio.TimerHandle
-
-
 class Gateway:
-    def __init__(self, settings: Settings, *, tap: Tap | None = None) -> None:
-        """Args:
+    """The gateway of this process.
+
+    Args:
         settings: validated here.
-        tap: sees every relayed payload (audits, tests); see :data:`relay.Tap`.
-        """
+        tap: sees every relayed payload (audits, tests); see :data:`~.session.Tap`.
+        admission: who may open a socket; default: :class:`~.admission.LocalAdmission`.
+        resume_store: where dropped sockets' sessions wait; default: :class:`~.resume.MemoryResumeStore`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tap: Tap | None = None,
+        admission: Admission | None = None,
+        resume_store: ResumeStore[BackendSession] | None = None,
+    ) -> None:
         settings.validate()
         self.settings = settings
+        self.limits = limits = settings.limits
         self.tap = tap
         self.metrics = Metrics()
         self.tracer = trace.get_tracer("glueberry_gateway", __version__)
-        limits = settings.limits
         self.host = Host(
             LocalSigner(settings.identity),
             HostConfig(
@@ -94,12 +104,14 @@ class Gateway:
             if settings.tokens.key is not None
             else None
         )
+        self.admission: Admission = admission or LocalAdmission(limits)
+        self.resume_store: ResumeStore[BackendSession] = resume_store or MemoryResumeStore(
+            limits.resume_grace, self._expire
+        )
+        self.metrics.detached_sessions.set_function(lambda: self.resume_store.waiting)
         self.sockets: set[BrowserSocket] = set()
         self.draining = False
-        self._per_ip: dict[str, int] = {}
-        self._rates: dict[str, SlidingWindow] = {}
         self._sessions: dict[Connection, BackendSession] = {}
-        self._detached: dict[PeerID, _Detached] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._all_closed = asyncio.Event()  # set whenever the last socket goes
 
@@ -108,21 +120,25 @@ class Gateway:
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one WebSocket until it closes, after the admission limits."""
         ip = websocket.client.host if websocket.client else "unknown"
-        refusal = self._admit(ip)
+        refusal = (
+            Refusal(Code.GOING_AWAY, "the gateway is restarting")
+            if self.draining
+            else await self.admission.admit(ip)
+        )
         if refusal is not None:
-            code, message = refusal
-            self.metrics.closes.labels(code.name).inc()
+            self.metrics.closes.labels(refusal.code.name).inc()
             await websocket.accept(
-                subprotocol=codec.SUBPROTOCOL
-                if codec.SUBPROTOCOL in websocket.scope.get("subprotocols", [])
+                subprotocol=control.SUBPROTOCOL
+                if control.SUBPROTOCOL in websocket.scope.get("subprotocols", [])
                 else None
             )
-            await websocket.send_text(codec.encode("error", code=int(code), message=message))
-            await websocket.close(int(code), message)
+            await websocket.send_text(
+                control.encode(control.ErrorMessage(int(refusal.code), refusal.message))
+            )
+            await websocket.close(int(refusal.code), refusal.message)
             return
         socket = BrowserSocket(self, websocket, ip)
         self.sockets.add(socket)
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         self.metrics.sockets.inc()
         try:
             await socket.run()
@@ -131,29 +147,16 @@ class Gateway:
             self.metrics.sockets.dec()
             if not self.sockets:
                 self._all_closed.set()
-            left = self._per_ip.get(ip, 1) - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
+            await self.admission.release(ip)
 
-    def _admit(self, ip: str) -> tuple[Code, str] | None:
-        limits = self.settings.limits
-        if self.draining:
-            return Code.GOING_AWAY, "the gateway is restarting"
-        if len(self.sockets) >= limits.max_sockets:
-            return Code.TOO_MANY_CONNECTIONS, "the gateway is full"
-        if self._per_ip.get(ip, 0) >= limits.max_sockets_per_ip:
-            return Code.TOO_MANY_CONNECTIONS, "too many sockets from your address"
-        now = time.monotonic()
-        window = self._rates.get(ip)
-        if window is None:
-            if len(self._rates) >= _MAX_TRACKED_IPS:
-                self._rates = {k: w for k, w in self._rates.items() if not w.idle(now)}
-            window = self._rates[ip] = SlidingWindow(limits.connection_rate_per_ip, 60.0)
-        if not window.allow(now):
-            return Code.RATE_LIMITED, "too many connections from your address"
-        return None
+    # The policy a socket's core asks (core.Policy).
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        return self.settings.backends
+
+    def backend(self, name_or_peer: str) -> Backend | None:
+        return self.settings.backend(name_or_peer)
 
     def origin_allowed(self, origin: str) -> bool:
         allowed = self.settings.allowed_origins
@@ -173,7 +176,7 @@ class Gateway:
     def add_session(
         self, socket: BrowserSocket, number: int, backend: str, conn: Connection
     ) -> BackendSession:
-        limits = self.settings.limits
+        limits = self.limits
         session = BackendSession(
             number,
             backend,
@@ -207,11 +210,8 @@ class Gateway:
             },
         )
 
-    def _backend_stream_session(self, stream: Stream) -> BackendSession | None:
-        return self._sessions.get(stream.connection)
-
     async def _backend_stream(self, stream: Stream) -> None:
-        session = self._backend_stream_session(stream)
+        session = self._sessions.get(stream.connection)
         if session is None:
             stream.reset()
             return
@@ -226,12 +226,12 @@ class Gateway:
             return
         session.backend_lost()
 
-    # Resume.
+    # Resume (§6).
 
-    def socket_ended(self, socket: BrowserSocket, *, resumable: bool) -> None:
-        sessions = socket.sessions
-        socket.sessions = {}
-        grace = self.settings.limits.resume_grace
+    async def socket_ended(self, socket: BrowserSocket, *, resumable: bool) -> None:
+        """A socket is over: its sessions end, or wait for a resume if it was lost."""
+        sessions = dict(socket.sessions)
+        socket.sessions.clear()
         if not sessions:
             return
         if not resumable or self.draining or socket.peer_id is None:
@@ -240,53 +240,37 @@ class Gateway:
             return
         for session in sessions.values():
             session.detach()
-        self.forget_detached(socket.peer_id)
-        timer = asyncio.get_running_loop().call_later(grace, self.forget_detached, socket.peer_id)
-        self._detached[socket.peer_id] = _Detached(socket.resume_token, sessions, timer)
-        self.metrics.detached_sessions.inc(len(sessions))
+        await self.resume_store.keep(socket.peer_id, socket.core.resume_token, sessions)
 
-    def forget_detached(self, peer_id: PeerID) -> None:
-        """The sessions that waited for a resume are over: a new socket came without one, or
-        the grace period ended."""
-        detached = self._take_detached(peer_id)
-        if detached is not None:
-            for session in detached.sessions.values():
-                self.end_session(session, Code.SESSION_EXPIRED, None)
+    async def forget_detached(self, peer_id: PeerID) -> None:
+        """A socket of ``peer_id`` came without a resume: what waited for one is over."""
+        await self.resume_store.forget(peer_id)
 
-    def _take_detached(self, peer_id: PeerID) -> _Detached | None:
-        """The sessions waiting for ``peer_id`` to resume, no longer waiting (timer stopped)."""
-        detached = self._detached.pop(peer_id, None)
-        if detached is not None:
-            detached.timer.cancel()
-            self.metrics.detached_sessions.dec(len(detached.sessions))
-        return detached
+    async def resume(
+        self, socket: BrowserSocket, request: ResumeRequest
+    ) -> tuple[dict[int, BackendSession], dict[int, ResumeOutcome]]:
+        """Attach the waiting sessions ``request`` asks for to ``socket``; report each outcome.
 
-    def resume(self, socket: BrowserSocket, auth: codec.Auth) -> dict[str, dict[str, Any]]:
-        """Attach the waiting sessions ``auth`` asks for to ``socket``; report each outcome."""
+        Raises:
+            ProtocolViolation: 4014, the resume token is not the one of the sessions that wait.
+        """
         assert socket.peer_id is not None
-        assert auth.resume_token is not None
-        detached = self._detached.get(socket.peer_id)
-        outcomes: dict[str, dict[str, Any]] = {}
-        if detached is not None and not hmac.compare_digest(detached.token, auth.resume_token):
+        try:
+            kept = await self.resume_store.claim(socket.peer_id, request.token)
+        except ProtocolViolation:
             self.metrics.resumes.labels("bad_token").inc()
-            raise ProtocolViolation(Code.RESUME_FAILED, "wrong resume token")
-        if detached is not None:
-            self._take_detached(socket.peer_id)
-        waiting = detached.sessions if detached is not None else {}
-        for number, received in auth.resume_sessions.items():
-            session = waiting.pop(number, None)
-            if session is not None and session.reattach(socket, received):
-                socket.sessions[number] = session
-                outcomes[str(number)] = {"recovered": True, "received": session.frames_in}
-                self.metrics.resumes.labels("recovered").inc()
-            else:
-                if session is not None:
-                    self.end_session(session, Code.SESSION_EXPIRED, socket)
-                outcomes[str(number)] = {"recovered": False}
-                self.metrics.resumes.labels("lost").inc()
-        for session in waiting.values():  # waiting sessions the browser did not ask for
+            raise
+        attached, outcomes, ended = reattach(kept, request.sessions)
+        for session in attached.values():
+            session.attach(socket)
+        for session in ended:
             self.end_session(session, Code.SESSION_EXPIRED, socket)
-        return outcomes
+        for outcome in outcomes.values():
+            self.metrics.resumes.labels("recovered" if outcome.recovered else "lost").inc()
+        return attached, outcomes
+
+    def _expire(self, session: BackendSession) -> None:
+        self.end_session(session, Code.SESSION_EXPIRED, None)
 
     # Lifecycle.
 
@@ -299,7 +283,7 @@ class Gateway:
                 socket.watchdog(now)
 
     async def start(self) -> None:
-        limits = self.settings.limits
+        limits = self.limits
         self._watch_interval = max(0.05, min(1.0, limits.slow_consumer_timeout / 4, limits.idle_timeout / 4))
         self.spawn(self._watchdog())
         _log.info(
@@ -315,7 +299,7 @@ class Gateway:
         if self.draining:
             return
         self.draining = True
-        limits = self.settings.limits
+        limits = self.limits
         _log.info("draining %d socket(s)", len(self.sockets))
         for socket in list(self.sockets):
             socket.drain(random.randint(limits.drain_reconnect_ms // 4, limits.drain_reconnect_ms))
@@ -326,8 +310,7 @@ class Gateway:
         await self.close()
 
     async def close(self) -> None:
-        for peer in list(self._detached):
-            self.forget_detached(peer)
+        await self.resume_store.close()
         for session in list(self._sessions.values()):
             self.end_session(session, Code.GOING_AWAY, None)
         for task in list(self._tasks):

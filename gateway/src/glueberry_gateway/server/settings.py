@@ -35,8 +35,8 @@ from glueberry.exceptions import InvalidConfig, InvalidKey, InvalidMultiaddr, In
 from glueberry.p2p.keys import PeerID, generate_private_key
 from glueberry.p2p.multiaddr import Multiaddr
 
-from .auth import TokenVerifier
 from .keyfile import read_key_file
+from .tokens import TokenVerifier
 
 __all__ = ["Backend", "Limits", "Settings", "TokenSettings", "load_settings"]
 

@@ -2,14 +2,15 @@
 
 One list for both: 4000-4099 end the socket, 4100-4199 refuse or end one session or request.
 ``js-client/src/codes.ts`` holds the same list; ``tests/gateway/test_js_client.py::test_codes_match``
-checks they match.
+checks they match. Which exception becomes which code is :mod:`.errors`' one table.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["Code", "is_socket_level"]
+__all__ = ["CloseSocket", "Code", "is_socket_level"]
 
 
 class Code(IntEnum):
@@ -47,3 +48,12 @@ class Code(IntEnum):
 def is_socket_level(code: int) -> bool:
     """Codes 4000-4099 (and 1000/1001) end the socket; 4100+ concern one session or request."""
     return code < 4100
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSocket:
+    """An output item of either side's core: close the WebSocket with this code and reason, once
+    everything queued before it is written."""
+
+    code: int
+    reason: str = ""

@@ -1,0 +1,237 @@
+"""One session of the gateway client, sans I/O: its frame counts and outbox (what a resume needs,
+§6), and its end of the Glueberry handshake and encryption with the backend (PROTOCOL.md §8,
+§10), which the gateway never sees.
+
+A :class:`SessionRecord` outlives the socket it was opened on when the session is resumed; the
+core of the socket it is on at the moment (:class:`~glueberry_gateway.client.core.ClientProtocol`)
+feeds it frames and takes what it produces through :class:`RecordHost`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from glueberry.config import HANDSHAKE_STREAM
+from glueberry.exceptions import DecryptionFailed, GlueberryError, MessageTooLarge
+from glueberry.handshake import FinalizeRequested, HelloHandshake, PeerHello, PrepareRequested, SendMessage
+from glueberry.p2p.keys import PeerID
+from glueberry.wire.cipher import StreamCipher, shared_key
+
+from ..protocol.frames import encode_data_frame
+from .events import (
+    ClientEvent,
+    FrameDropped,
+    FrameUndecryptable,
+    HandshakeCompleted,
+    MessageReceived,
+    PeerHelloReceived,
+)
+
+__all__ = ["RecordHost", "ResumeState", "SessionBounds", "SessionPhase", "SessionRecord"]
+
+
+class SessionPhase(Enum):
+    OPENING = "opening"  # open sent, no opened yet
+    OPEN = "open"
+    CLOSING = "closing"  # close sent; frames still arriving are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBounds:
+    """What a core allows its sessions: the gateway's frame size, the outbox, frames held."""
+
+    max_frame_bytes: int
+    outbox_frames: int
+    outbox_bytes: int
+    pending_frames: int
+
+
+class RecordHost(Protocol):
+    """Where a session's events and frames go (the core of the socket it is on)."""
+
+    def emit(self, event: ClientEvent) -> None: ...
+
+    def send(self, frame: bytes) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class SessionRecord:
+    """One session's state; it outlives a socket when the session is resumed (§6).
+
+    ``received``/``sent`` count data frames from/to the gateway since the session opened. The
+    outbox holds the last sent frames (encoded, header included): frame number ``i`` (0-based)
+    is ``outbox[i - outbox_base]`` for ``outbox_base <= i < sent``.
+    """
+
+    number: int
+    backend: str
+    expected_peer: PeerID | None = None
+    phase: SessionPhase = SessionPhase.OPENING
+    peer_id: PeerID | None = None
+    received: int = 0
+    sent: int = 0
+    outbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0
+    handshake: HelloHandshake | None = None
+    streams: frozenset[str] | None = None  # None: every name accepted
+    cipher: StreamCipher | None = None
+    peer_public_key: bytes | None = None
+    established: bool = False
+    pending_handshake: deque[bytes] = field(default_factory=deque)
+    pending_named: deque[tuple[str, bytes]] = field(default_factory=deque)
+    decryption_errors: int = 0
+    dropped_frames: int = 0
+    signatures: int = 0
+
+    @property
+    def outbox_base(self) -> int:
+        return self.sent - len(self.outbox)
+
+    # Sending.
+
+    def frame(self, stream: str, payload: bytes, bounds: SessionBounds) -> bytes:
+        """The data frame carrying ``payload`` on ``stream``, counted and kept in the outbox.
+
+        Raises:
+            MessageTooLarge: over the gateway's ``max_frame_bytes``.
+        """
+        frame = encode_data_frame(self.number, stream, payload)
+        if len(frame) > bounds.max_frame_bytes:
+            raise MessageTooLarge(
+                f"data frame of {len(frame)} bytes is over the gateway's max_frame_bytes "
+                f"({bounds.max_frame_bytes})",
+                stream=stream,
+            )
+        self.sent += 1
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+        while len(self.outbox) > bounds.outbox_frames or (
+            self.outbox_bytes > bounds.outbox_bytes and len(self.outbox) > 1
+        ):
+            self.outbox_bytes -= len(self.outbox.popleft())
+        return frame
+
+    def confirm(self, received_by_gateway: int) -> None:
+        """A resume says the gateway got the first ``received_by_gateway`` frames: let them go."""
+        for _ in range(received_by_gateway - self.outbox_base):
+            self.outbox_bytes -= len(self.outbox.popleft())
+
+    def start_handshake(
+        self,
+        handshake: HelloHandshake,
+        streams: frozenset[str] | None,
+        host: RecordHost,
+        identity: Ed25519PrivateKey,
+        bounds: SessionBounds,
+    ) -> GlueberryError | None:
+        """Run ``handshake`` as initiator, then the handshake frames that waited for it; returns
+        the error that failed it, if one did (the core then ends the session)."""
+        self.streams = streams
+        self.handshake = handshake
+        for message in handshake.start():
+            host.send(self.frame(HANDSHAKE_STREAM, message, bounds))
+        while self.pending_handshake:
+            error = self._on_handshake_frame(self.pending_handshake.popleft(), host, identity, bounds)
+            if error is not None:
+                return error
+        return None
+
+    # Receiving.
+
+    def receive(
+        self,
+        stream: str,
+        payload: bytes | memoryview,
+        host: RecordHost,
+        identity: Ed25519PrivateKey,
+        bounds: SessionBounds,
+    ) -> GlueberryError | None:
+        """One data frame for this session; returns the error that failed the handshake, if any."""
+        self.received += 1
+        if self.phase is SessionPhase.CLOSING:
+            self._dropped(stream, "the session is closing", host)
+        elif stream == HANDSHAKE_STREAM:
+            return self._on_handshake_frame(bytes(payload), host, identity, bounds)
+        elif self.streams is not None and stream not in self.streams:
+            self._dropped(stream, "stream not prepared", host)
+        elif self.cipher is None or self.pending_named:
+            if self._may_hold(stream, "too many frames held before the stream key", host, bounds):
+                self.pending_named.append((stream, bytes(payload)))  # not a view pinning a batch
+        else:
+            self._decrypt(stream, payload, host)  # decrypted from the view
+        return None
+
+    def _dropped(self, stream: str, reason: str, host: RecordHost) -> None:
+        self.dropped_frames += 1
+        host.emit(FrameDropped(self.number, stream, reason))
+
+    def _may_hold(self, stream: str, reason: str, host: RecordHost, bounds: SessionBounds) -> bool:
+        """Whether one more frame may wait for the handshake (the bound is shared by both
+        queues); if not, it is counted as dropped for ``reason``."""
+        if len(self.pending_handshake) + len(self.pending_named) < bounds.pending_frames:
+            return True
+        self._dropped(stream, reason, host)
+        return False
+
+    def _on_handshake_frame(
+        self, payload: bytes, host: RecordHost, identity: Ed25519PrivateKey, bounds: SessionBounds
+    ) -> GlueberryError | None:
+        handshake = self.handshake
+        if handshake is None:  # the handshake was not started yet: keep it for start_handshake()
+            if self._may_hold(HANDSHAKE_STREAM, "too many frames held before the handshake", host, bounds):
+                self.pending_handshake.append(payload)
+            return None
+        try:
+            step = handshake.receive(payload)
+            for action in step.actions:
+                if isinstance(action, PeerHello):
+                    host.emit(PeerHelloReceived(self.number, action.name))
+                elif isinstance(action, PrepareRequested):
+                    self.cipher = StreamCipher(shared_key(identity, action.public_key))
+                    self.peer_public_key = action.public_key
+                elif isinstance(action, SendMessage):
+                    host.send(self.frame(HANDSHAKE_STREAM, action.data, bounds))
+                elif isinstance(action, FinalizeRequested):
+                    self._established(host)
+        except GlueberryError as exc:  # HandshakeError family, InvalidKey, InvalidState
+            return exc
+        if self.cipher is not None:
+            while self.pending_named:
+                self._decrypt(*self.pending_named.popleft(), host)
+        return None
+
+    def _established(self, host: RecordHost) -> None:
+        if not self.established:
+            self.established = True
+            assert self.peer_public_key is not None
+            host.emit(HandshakeCompleted(self.number, self.peer_public_key))
+
+    def _decrypt(self, stream: str, payload: bytes | memoryview, host: RecordHost) -> None:
+        assert self.cipher is not None
+        try:
+            plaintext = self.cipher.decrypt(payload)
+        except DecryptionFailed:
+            self.decryption_errors += 1
+            host.emit(FrameUndecryptable(self.number, stream))
+            return
+        handshake = self.handshake
+        if not self.established and handshake is not None:
+            # A frame under our key proves the peer prepared, even if its Complete never comes.
+            for _ in handshake.established_by_traffic():
+                self._established(host)
+        host.emit(MessageReceived(self.number, stream, plaintext))
+
+
+@dataclass(slots=True)
+class ResumeState:
+    """What a new socket needs to resume (§6): the single-use token and the open sessions."""
+
+    token: bytes
+    sessions: dict[int, SessionRecord]
+    next_session: int = 1
+    resume_grace: float = 30.0
