@@ -236,7 +236,8 @@ class TestBadFrames:
         pair = await established(make_node, start_glueberry, dial, "--on-message", "report")
         await pair.py.send(pair.go_id, "messages", b"before")
         await pair.go.wait_event("message", timeout=10)
-        stream = pair.py._peers[pair.go_id].streams["messages"]
+        stream = pair.py._peers[pair.go_id].streams.sender("messages")
+        assert stream is not None
         cipher = pair.py._peers[pair.go_id].cipher
         assert cipher is not None
         good = cipher.encrypt(b"tampered")

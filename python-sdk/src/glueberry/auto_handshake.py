@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .config import HANDSHAKE_STREAM, validate_stream_names
 from .exceptions import GlueberryError
@@ -29,18 +29,32 @@ from .handshake import (
 )
 from .p2p.keys import PeerID
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["HandshakeHandler", "HelloHandshakeHandler"]
+__all__ = ["HandshakeHandler", "HandshakeNode", "HelloHandshakeHandler"]
 
 _log = logging.getLogger("glueberry")
+
+
+class HandshakeNode(Protocol):
+    """What a handshake handler may ask of the node that runs it (a :class:`~glueberry.node.Node`)."""
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    async def send(self, peer_id: PeerID | str, stream_name: str, data: bytes) -> None: ...
+
+    def prepare_streams(
+        self, peer_id: PeerID | str, public_key: bytes, stream_names: Sequence[str]
+    ) -> None: ...
+
+    async def finalize_handshake(self, peer_id: PeerID | str) -> None: ...
+
+    async def fail_peer(self, peer_id: PeerID | str, error: Exception) -> None: ...
 
 
 class HandshakeHandler(Protocol):
     """What a node calls when it runs an application handshake for you."""
 
-    def attach(self, node: Node) -> None: ...
+    def attach(self, node: HandshakeNode) -> None: ...
     async def connected(self, peer_id: PeerID, outbound: bool) -> None: ...
     async def received(self, peer_id: PeerID, data: bytes) -> None: ...
     async def traffic(self, peer_id: PeerID) -> None: ...
@@ -57,9 +71,9 @@ class HelloHandshakeHandler:
         self.name = name
         self.peer_names: dict[PeerID, str] = {}  # what each peer called itself in its Hello
         self._machines: dict[PeerID, HelloHandshake] = {}
-        self._node: Node | None = None
+        self._node: HandshakeNode | None = None
 
-    def attach(self, node: Node) -> None:
+    def attach(self, node: HandshakeNode) -> None:
         self._node = node
 
     async def connected(self, peer_id: PeerID, outbound: bool) -> None:
@@ -128,7 +142,7 @@ class HelloHandshakeHandler:
         self._machines.pop(peer_id, None)
         await self._require_node().fail_peer(peer_id, exc)
 
-    def _require_node(self) -> Node:
+    def _require_node(self) -> HandshakeNode:
         if self._node is None:
             raise RuntimeError("HelloHandshakeHandler is not attached to a node")
         return self._node

@@ -216,7 +216,8 @@ class TestTamperedFrames:
         await a.send(b.peer_id, "chat", b"first")
         assert (await b.receive(timeout=5)).data == b"first"
         # a frame encrypted with another key, then a corrupted one, on the same stream
-        stream = a._peers[b.peer_id].streams["chat"]
+        stream = a._peers[b.peer_id].streams.sender("chat")
+        assert stream is not None
         from glueberry.wire.cipher import StreamCipher
 
         await stream.send(StreamCipher(os.urandom(32)).encrypt(b"for someone else"))
@@ -237,7 +238,7 @@ class TestConnectionLoss:
         a, b = await established_pair(make_node)
         await a.send(b.peer_id, "chat", b"open the stream")
         assert (await b.receive(timeout=5)).data == b"open the stream"
-        streams = [weakref.ref(s) for s in b._peers[a.peer_id].all_streams]
+        streams = [weakref.ref(s) for s in b._peers[a.peer_id].streams]
         assert streams
         gc.collect()
         gc.disable()

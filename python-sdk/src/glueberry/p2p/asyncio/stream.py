@@ -137,14 +137,16 @@ class Stream:
 
         The bytes stay charged to the yamux window until :meth:`acknowledge` is called, so the
         callback's owner keeps the flow control it would have with :meth:`read`. Data already
-        buffered is delivered at once; ``b""`` announces the remote's end of stream.
+        buffered is delivered at once; ``b""`` announces the end of the stream: the remote's
+        end, or a reset (check :attr:`is_reset`), also one that came before this call.
         """
         self._callback = callback
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
             callback(data)
-        if self._eof:
+        if self._eof or self._error is not None:
+            self._callback = None  # nothing follows the end
             callback(b"")
 
     def close_read(self) -> None:
