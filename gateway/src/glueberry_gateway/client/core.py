@@ -21,8 +21,8 @@ in a bounded outbox. When a socket drops, :meth:`ClientProtocol.resume_state` ha
 sessions to a new core, which asks the gateway to re-attach them, re-sends what the gateway says
 it did not get, and ends the sessions it cannot recover.
 
-Everything is bounded: control messages, frames, pending requests, frames held before the
-handshake key, the outbox. The asyncio driver is :mod:`glueberry_gateway.client.asyncio`.
+The sessions themselves are :class:`~.sessions.SessionTable`'s. Everything is bounded: control
+messages, frames, pending requests, frames held before the handshake key, the outbox. The asyncio driver is :mod:`glueberry_gateway.client.asyncio`.
 """
 
 from __future__ import annotations
@@ -32,33 +32,17 @@ from typing import Final, TypeAlias
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from glueberry.config import HANDSHAKE_STREAM
-from glueberry.exceptions import (
-    InvalidArgument,
-    InvalidPeerID,
-    InvalidState,
-    InvalidStreamName,
-    LimitExceeded,
-    MessageTooLarge,
-)
-from glueberry.handshake import HelloHandshake
+from glueberry.exceptions import InvalidArgument, InvalidState
 from glueberry.p2p.keys import PeerID, public_key_bytes
 from glueberry.wire.cipher import OVERHEAD
 
 from ..protocol import control
-from ..protocol.auth import auth_message, is_noise_payload
+from ..protocol.auth import auth_message
 from ..protocol.codes import CloseSocket, Code
-from ..protocol.control import MAX_ID, MAX_NAME_CHARS, BackendInfo, GatewayLimits
+from ..protocol.control import BackendInfo, GatewayLimits
 from ..protocol.errors import ProtocolViolation
-from ..protocol.frames import (
-    MAX_SESSION,
-    check_stream_name,
-    decode_batch,
-    decode_data_frame,
-    is_batch,
-    pack_batches,
-)
-from .errors import GatewayClosed, GatewayError, GatewayProtocolError, SessionClosed
+from ..protocol.frames import decode_batch, is_batch, pack_batches
+from .errors import GatewayClosed, GatewayError, GatewayProtocolError
 from .events import (
     Authenticated,
     ClientEvent,
@@ -66,21 +50,25 @@ from .events import (
     ConnectionEnded,
     DrainRequested,
     GatewayErrorReceived,
-    HandshakeFailed,
     Pong,
     RequestFailed,
-    SessionEnded,
     SessionErrorReceived,
-    SessionOpened,
-    SessionOpenFailed,
-    SessionResumed,
-    SignatureRefused,
-    SignatureSent,
     StreamEnded,
     TokenExpiring,
     TokenRefreshed,
 )
-from .record import ResumeState, SessionBounds, SessionPhase, SessionRecord
+from .record import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_OUTBOX_BYTES,
+    DEFAULT_OUTBOX_FRAMES,
+    DEFAULT_PENDING_FRAMES,
+    ResumeState,
+    SessionBounds,
+    SessionPhase,
+    SessionRecord,
+)
+from .requests import Requests
+from .sessions import SessionTable
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -93,24 +81,11 @@ __all__ = [
     "Outgoing",
 ]
 
-#: Largest plaintext :meth:`ClientProtocol.send_data` accepts: Go's default ``MaxMessageSize`` (PROTOCOL.md §8.5).
-DEFAULT_MAX_MESSAGE_SIZE: Final = 1 << 20
 #: Largest binary frame accepted from the gateway: a default Go sender's largest encrypted frame
 #: (1 MiB + 28) plus the data-frame header with a 64-byte stream name (§5.2).
 DEFAULT_MAX_RECEIVE_BYTES: Final = (1 << 20) + OVERHEAD + 4 + 64
 #: Largest control message accepted from the gateway (a ``ready`` may list many backends).
 DEFAULT_MAX_CONTROL_BYTES: Final = 1 << 20
-#: Outbox bound per session, kept for resume: the newest frames, at most this many ...
-DEFAULT_OUTBOX_FRAMES: Final = 1024
-#: ... and at most this many bytes (the newest frame is always kept).
-DEFAULT_OUTBOX_BYTES: Final = 4 << 20
-#: Frames held per session before they can be used (handshake frames before :meth:`start_handshake`,
-#: encrypted frames before the peer's key is known); further ones are dropped, as Go drops frames
-#: for streams it has not prepared.
-DEFAULT_PENDING_FRAMES: Final = 256
-MAX_PENDING_REQUESTS: Final = 256
-#: Sign requests answered per session open (the gateway needs one; a few tolerate retries).
-MAX_SIGNATURES_PER_OPEN: Final = 4
 #: Closes of a ready socket after which its sessions wait at the gateway for ``resume_grace``
 #: seconds (§6): the socket was lost rather than closed on purpose — no close frame (1005, 1006),
 #: a keepalive timeout or server error (1011), a restart (1012–1014). A close the gateway chose
@@ -182,15 +157,8 @@ class ClientProtocol:
     ) -> None:
         if not isinstance(origin, str) or not origin.isascii() or not 0 < len(origin) <= 255:
             raise InvalidArgument("origin must be 1-255 ASCII characters, e.g. 'https://app.example'")
-        bounds = (
-            max_receive_bytes,
-            max_control_bytes,
-            max_message_size,
-            outbox_frames,
-            outbox_bytes,
-            pending_frames,
-        )
-        if min(bounds) < 1:
+        bounds = (max_receive_bytes, max_control_bytes, max_message_size, outbox_frames, outbox_bytes)
+        if min(*bounds, pending_frames) < 1:
             raise InvalidArgument("client bounds must be positive")
         self._identity = identity
         self._public_key = public_key_bytes(identity)
@@ -202,27 +170,25 @@ class ClientProtocol:
         )
         self._max_receive_bytes = max_receive_bytes
         self._max_control_bytes = max_control_bytes
-        self._max_message_size = max_message_size
         self._limits = GatewayLimits()
-        self._bounds = SessionBounds(
-            self._limits.max_frame_bytes, outbox_frames, outbox_bytes, pending_frames
+        self._table = SessionTable(
+            self,
+            identity,
+            self._public_key,
+            SessionBounds(self._limits.max_frame_bytes, outbox_frames, outbox_bytes, pending_frames),
+            max_message_size,
+            records=resume.sessions if resume else {},
+            next_number=resume.next_session if resume else 1,
         )
-
         self._state = ClientState.AWAIT_CHALLENGE
         self._events: list[ClientEvent] = []
         self._output: list[Outgoing] = []
         self._gateway_peer_id: PeerID | None = None
-        self._backends: tuple[BackendInfo, ...] = ()
         self._gateway_batches = False  # ready said the gateway takes batch messages (§5.6)
         self._resume_token: bytes | None = None
         self._resume_grace = resume.resume_grace if resume else 30.0
         self._resume = resume
-        self._sessions: dict[int, SessionRecord] = dict(resume.sessions) if resume else {}
-        self._ghosts: set[int] = set()  # sessions we ended locally whose close is not confirmed
-        self._next_session = resume.next_session if resume else 1
-        self._next_id = 1
-        self._requests: dict[int, tuple[str, int]] = {}  # id -> (kind, session or 0)
-        self._new_tokens: dict[int, str] = {}  # refresh id -> token, adopted once refreshed
+        self._requests = Requests()
         self._failed = False
         self._closing_locally = False
         self._draining = False
@@ -252,7 +218,7 @@ class ClientProtocol:
 
     @property
     def backends(self) -> tuple[BackendInfo, ...]:
-        return self._backends
+        return self._table.backends
 
     @property
     def limits(self) -> GatewayLimits:
@@ -278,17 +244,14 @@ class ClientProtocol:
 
     def session(self, number: int) -> SessionRecord:
         """The live session ``number``. Raises :class:`InvalidState` if there is none."""
-        rec = self._sessions.get(number)
-        if rec is None:
-            raise InvalidState(f"no open session {number}")
-        return rec
+        return self._table.get(number)
 
     @property
     def sessions(self) -> dict[int, SessionRecord]:
         """A copy of the live sessions by number."""
-        return dict(self._sessions)
+        return dict(self._table.records)
 
-    # ---- sans-I/O plumbing (and the RecordHost the sessions use) ------------------------------
+    # ---- sans-I/O plumbing ---------------------------------------------------------------------
 
     def events_received(self) -> list[ClientEvent]:
         """What happened since the last call (clears the list)."""
@@ -302,12 +265,6 @@ class ClientProtocol:
         if self._gateway_batches and len(out) > 1:
             out = self._batched(out)
         return out
-
-    def emit(self, event: ClientEvent) -> None:
-        self._events.append(event)
-
-    def send(self, frame: bytes) -> None:
-        self._output.append(frame)
 
     def _batched(self, items: list[Outgoing]) -> list[Outgoing]:
         """Runs of data frames as batch messages, each within the gateway's max_frame_bytes."""
@@ -344,11 +301,9 @@ class ClientProtocol:
         try:
             if self._state is not ClientState.READY:
                 raise _violation("data frame before ready")
-            if is_batch(data):
-                for frame in decode_batch(data, max_bytes=self._max_receive_bytes):
-                    self._on_data(frame)
-            else:
-                self._on_data(data)
+            frames = decode_batch(data, max_bytes=self._max_receive_bytes) if is_batch(data) else (data,)
+            for frame in frames:
+                self._table.on_data(frame, self._max_receive_bytes)
         except ProtocolViolation as exc:
             raise self._fail(exc) from exc
 
@@ -376,18 +331,9 @@ class ClientProtocol:
             self._resume_token = self._resume.token
         if not reason and self._last_error is not None:
             reason = self._last_error.message
-        for number, rec in list(self._sessions.items()):
-            if rec.phase is SessionPhase.OPENING:
-                self._drop_session(number)
-                self.emit(SessionOpenFailed(number, GatewayClosed(code, reason or "socket closed")))
-            elif rec.phase is SessionPhase.CLOSING or not self._resumable:
-                self._drop_session(number)
-                self.emit(SessionEnded(number, code, reason or "socket closed"))
-        for request_id, (kind, _) in self._requests.items():
-            if kind in ("ping", "refresh"):
-                self.emit(RequestFailed(request_id, GatewayClosed(code, reason, resumable=self._resumable)))
-        self._requests.clear()
-        self._new_tokens.clear()
+        self._table.socket_closed(code, reason, resumable=self._resumable)
+        for request_id in self._requests.end():
+            self.emit(RequestFailed(request_id, GatewayClosed(code, reason, resumable=self._resumable)))
         self.emit(ConnectionEnded(CloseInfo(code, reason, self._resumable)))
 
     def resume_state(self) -> ResumeState:
@@ -398,14 +344,15 @@ class ClientProtocol:
         """
         if not self._socket_closed or not self._resumable or self._resume_token is None:
             raise InvalidState("this socket did not end in a resumable way")
-        sessions = {n: rec for n, rec in self._sessions.items() if rec.phase is SessionPhase.OPEN}
-        return ResumeState(self._resume_token, sessions, self._next_session, self._resume_grace)
+        table = self._table
+        sessions = {n: rec for n, rec in table.records.items() if rec.phase is SessionPhase.OPEN}
+        return ResumeState(self._resume_token, sessions, table.next_number, self._resume_grace)
 
     def discard_session(self, number: int) -> None:
         """Forget a session locally without telling the gateway (e.g. while disconnected: it is
         then not resumed, and the gateway drops it when the resume leaves it out or the grace ends)."""
-        if number in self._sessions:
-            self._drop_session(number)
+        if number in self._table.records:
+            self._table.drop(number)
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -420,14 +367,7 @@ class ClientProtocol:
             LimitExceeded: no free session number or too many pending requests.
         """
         self._check_ready()
-        name = str(backend)
-        if not name or len(name) > MAX_NAME_CHARS:
-            raise InvalidArgument(f"backend must be a name or peer ID of 1-{MAX_NAME_CHARS} chars")
-        number = self._allocate_session()
-        request_id = self._request("open", number)
-        self._sessions[number] = SessionRecord(number, name, expected_peer=self._expected_backend_peer(name))
-        self._output.append(control.encode(control.Open(request_id, number, name)))
-        return number
+        return self._table.open(backend)
 
     def close_session(self, number: int) -> int:
         """Ask the gateway to close an open session (§5.4); :class:`SessionEnded` follows.
@@ -436,11 +376,7 @@ class ClientProtocol:
             InvalidState: not ready, or the session is not open.
         """
         self._check_ready()
-        rec = self._open_session(number)
-        rec.phase = SessionPhase.CLOSING
-        request_id = self._request("close", number)
-        self._output.append(control.encode(control.Close(request_id, number)))
-        return request_id
+        return self._table.close(number)
 
     def start_handshake(self, number: int, *, streams: list[str] | None = None, name: str = "") -> None:
         """Run the Hello/PubKey/Complete handshake (PROTOCOL.md §10) as initiator on the session.
@@ -455,20 +391,7 @@ class ClientProtocol:
             InvalidStreamName, InvalidArgument, InvalidPeerID: bad names, or a non-Ed25519 backend ID.
         """
         self._check_ready()
-        rec = self.session(number)
-        if rec.phase is not SessionPhase.OPEN or rec.peer_id is None:
-            raise InvalidState(f"session {number} is not open")
-        if rec.handshake is not None:
-            raise InvalidState(f"the handshake of session {number} was started already")
-        for stream in streams or ():
-            check_stream_name(stream)
-            if stream == HANDSHAKE_STREAM:
-                raise InvalidStreamName("'handshake' is reserved for the handshake stream", stream=stream)
-        handshake = HelloHandshake(
-            local_public_key=self._public_key, remote_peer_id=rec.peer_id, name=name, initiator=True
-        )
-        chosen = frozenset(streams) if streams is not None else None
-        self._check_handshake(rec, rec.start_handshake(handshake, chosen, self, self._identity, self._bounds))
+        self._table.start_handshake(number, streams, name)
 
     def send_data(self, number: int, stream: str, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and queue it as a data frame on the named ``stream`` (PROTOCOL.md §8.4).
@@ -479,30 +402,19 @@ class ClientProtocol:
             MessageTooLarge: over ``max_message_size`` or the gateway's ``max_frame_bytes``.
         """
         self._check_ready()
-        rec = self._open_session(number)
-        check_stream_name(stream)
-        if stream == HANDSHAKE_STREAM or (rec.streams is not None and stream not in rec.streams):
-            raise InvalidStreamName(f"stream {stream!r} was not prepared on session {number}", stream=stream)
-        if rec.cipher is None:
-            raise InvalidState(f"session {number} has no stream key yet: run the handshake first")
-        size = memoryview(data).nbytes
-        if size > self._max_message_size:
-            raise MessageTooLarge(f"message of {size} bytes is over {self._max_message_size}", stream=stream)
-        self.send(rec.frame(stream, rec.cipher.encrypt(data), self._bounds))
+        self._table.send_data(number, stream, data)
 
     def send_raw(self, number: int, stream: str, payload: bytes | bytearray | memoryview) -> None:
         """Queue ``payload`` as is (an already built Glueberry payload; the handshake stream's
         messages, or tests' tampered frames). Raises as :meth:`send_data`, without the key check."""
         self._check_ready()
-        rec = self._open_session(number)
-        check_stream_name(stream)
-        self.send(rec.frame(stream, bytes(payload), self._bounds))
+        self._table.send_raw(number, stream, payload)
 
     def ping(self) -> int:
         """Queue an application-level ``ping`` (§5.5); :class:`Pong` with the returned id follows."""
         self._check_ready()
-        request_id = self._request("ping", 0)
-        self._output.append(control.encode(control.Ping(request_id)))
+        request_id = self._requests.new("ping")
+        self.send_control(control.Ping(request_id))
         return request_id
 
     def refresh_token(self, token: str) -> int:
@@ -511,9 +423,8 @@ class ClientProtocol:
         self._check_ready()
         if not isinstance(token, str) or not token:
             raise InvalidArgument("token must be a non-empty string")
-        request_id = self._request("refresh", 0)
-        self._output.append(control.encode(control.Refresh(request_id, token)))
-        self._new_tokens[request_id] = token
+        request_id = self._requests.new("refresh", token=token)
+        self.send_control(control.Refresh(request_id, token))
         return request_id
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -523,7 +434,28 @@ class ClientProtocol:
         self._closing_locally = True
         self._output.append(CloseSocket(code, reason))
 
-    # ---- internals: state -------------------------------------------------------------------
+    # ---- the session table's host (sessions.TableHost) -----------------------------------------
+
+    def emit(self, event: ClientEvent) -> None:
+        self._events.append(event)
+
+    def send(self, frame: bytes) -> None:
+        self._output.append(frame)
+
+    def send_control(self, message: control.ClientMessage) -> None:
+        self._output.append(control.encode(message))
+
+    @property
+    def may_tell_gateway(self) -> bool:
+        return self._state is ClientState.READY and not self._closing_locally
+
+    def request(self, kind: str, session: int) -> int:
+        return self._requests.new(kind, session)
+
+    def request_room(self) -> bool:
+        return self._requests.room()
+
+    # ---- internals ------------------------------------------------------------------------------
 
     def _advance(self, state: ClientState) -> None:
         assert state in TRANSITIONS[self._state], (self._state, state)
@@ -543,67 +475,6 @@ class ClientProtocol:
         self._output.append(CloseSocket(int(exc.code), exc.message[:120]))
         return GatewayProtocolError(exc.message, exc.code)
 
-    def _request(self, kind: str, session: int) -> int:
-        if len(self._requests) >= MAX_PENDING_REQUESTS:
-            raise LimitExceeded("too many requests waiting for the gateway", limit="pending_requests")
-        while self._next_id in self._requests:
-            self._next_id = self._next_id % MAX_ID + 1
-        request_id = self._next_id
-        self._next_id = self._next_id % MAX_ID + 1
-        self._requests[request_id] = (kind, session)
-        return request_id
-
-    def _allocate_session(self) -> int:
-        for _ in range(MAX_SESSION):
-            number = self._next_session
-            self._next_session = number % MAX_SESSION + 1
-            if number not in self._sessions and number not in self._ghosts:
-                return number
-        raise LimitExceeded("every session number is in use", limit="sessions")
-
-    def _expected_backend_peer(self, name: str) -> PeerID | None:
-        for backend in self._backends:
-            if name in (backend.name, str(backend.peer_id)):
-                return backend.peer_id
-        try:  # a peer ID not listed: opened must still name that peer
-            return PeerID.from_string(name)
-        except InvalidPeerID:
-            return None
-
-    def _open_session(self, number: int) -> SessionRecord:
-        rec = self.session(number)
-        if rec.phase is not SessionPhase.OPEN:
-            raise InvalidState(f"session {number} is {rec.phase.value}, not open")
-        return rec
-
-    def _drop_session(self, number: int) -> None:
-        rec = self._sessions.pop(number)
-        if rec.cipher is not None:
-            rec.cipher.close()
-
-    def _end_session(
-        self, rec: SessionRecord, code: int, message: str, *, tell_gateway: bool, report: bool = True
-    ) -> None:
-        """End a session we cannot use any more; with ``tell_gateway``, close it at the gateway too."""
-        self._drop_session(rec.number)
-        if tell_gateway and self._state is ClientState.READY and not self._closing_locally:
-            request_id = (
-                self._request("close", rec.number) if len(self._requests) < MAX_PENDING_REQUESTS else 0
-            )
-            if request_id:
-                self._output.append(control.encode(control.Close(request_id, rec.number)))
-                self._ghosts.add(rec.number)
-        if report:
-            self.emit(SessionEnded(rec.number, code, message))
-
-    def _check_handshake(self, rec: SessionRecord, error: Exception | None) -> None:
-        """A session whose handshake failed is ended (and closed at the gateway)."""
-        if error is not None:
-            self.emit(HandshakeFailed(rec.number, error))  # type: ignore[arg-type]
-            self._end_session(rec, Code.NORMAL, f"handshake failed: {error}", tell_gateway=True)
-
-    # ---- internals: receiving -----------------------------------------------------------------
-
     def _dispatch(self, message: control.ServerMessage) -> None:
         if isinstance(message, control.ErrorMessage):
             self._on_error(message)
@@ -615,27 +486,29 @@ class ClientProtocol:
         expected = _EXPECTED.get(self._state)
         if expected is not None and not isinstance(message, expected):
             raise _violation(f"expected {expected.TYPE}, got {message.TYPE!r}")
+        table = self._table
         if isinstance(message, control.Challenge) and expected is not None:
             self._on_challenge(message)
         elif isinstance(message, control.Ready) and expected is not None:
             self._on_ready(message)
         elif isinstance(message, control.Opened):
-            self._on_opened(message)
+            table.on_opened(message, self._requests.is_open_of(message.id, message.session))
+            self._requests.pop(message.id)
         elif isinstance(message, control.Sign):
-            self._on_sign(message)
+            table.on_sign(message)
         elif isinstance(message, control.Closed):
-            self._on_closed(message)
+            self._requests.pop(message.id)
+            if table.on_closed(message):  # it was being opened: that open is void
+                self._requests.forget_opens(message.session)
         elif isinstance(message, control.StreamClosed):
-            if message.session in self._sessions:
+            if message.session in table.records:
                 self.emit(StreamEnded(message.session, message.stream))
         elif isinstance(message, control.Pong):
-            if self._requests.get(message.id, ("", 0))[0] == "ping":
-                del self._requests[message.id]
+            if self._requests.answered(message.id, "ping"):
                 self.emit(Pong(message.id))
         elif isinstance(message, control.Refreshed):
-            if self._requests.get(message.id, ("", 0))[0] == "refresh":
-                del self._requests[message.id]
-                self._token = self._new_tokens.pop(message.id, self._token)
+            if self._requests.answered(message.id, "refresh"):
+                self._token = self._requests.token(message.id) or self._token
                 self.emit(TokenRefreshed(message.id, message.expires_at))
         elif isinstance(message, control.TokenExpiring):
             self.emit(TokenExpiring(message.expires_at))
@@ -650,152 +523,47 @@ class ClientProtocol:
         signature = self._identity.sign(auth_message(str(gateway), self._origin, message.nonce))
         resume = None
         if self._resume is not None:
-            counts = {n: rec.received for n, rec in self._sessions.items()}
+            counts = {n: rec.received for n, rec in self._table.records.items()}
             resume = control.ResumeRequest(self._resume.token, counts)
         # batch: we take batch messages (§5.6)
-        auth = control.Auth(self._public_key, signature, token=self._token, resume=resume, batch=True)
-        self._output.append(control.encode(auth))
+        self.send_control(
+            control.Auth(self._public_key, signature, token=self._token, resume=resume, batch=True)
+        )
         self._advance(ClientState.AWAIT_READY)
 
     def _on_ready(self, message: control.Ready) -> None:
         if message.peer_id != self._peer_id:
             raise _violation(f"ready names peer {message.peer_id}, but our key is {self._peer_id}")
         self._gateway_batches = message.batch
-        self._backends = message.backends
         self._limits = message.limits
-        self._bounds = SessionBounds(
-            message.limits.max_frame_bytes,
-            self._bounds.outbox_frames,
-            self._bounds.outbox_bytes,
-            self._bounds.pending_frames,
+        table = self._table
+        table.backends = message.backends
+        bounds = table.bounds
+        table.bounds = SessionBounds(
+            message.limits.max_frame_bytes, bounds.outbox_frames, bounds.outbox_bytes, bounds.pending_frames
         )
         self._resume_token = message.resume_token
         self._resume_grace = message.resume_grace
         self._advance(ClientState.READY)
-        self.emit(
-            Authenticated(
-                message.peer_id, message.backends, message.limits, message.resume_token, message.resume_grace
-            )
-        )
+        token, grace = message.resume_token, message.resume_grace
+        self.emit(Authenticated(message.peer_id, message.backends, message.limits, token, grace))
         if self._resume is not None:
-            self._apply_resumed(message.resumed or {})
-
-    def _apply_resumed(self, resumed: dict[int, control.ResumeOutcome]) -> None:
-        """§6: re-attach each carried session or end it; re-send what the gateway did not get."""
-        for number, rec in list(self._sessions.items()):
-            outcome = resumed.get(number)
-            if outcome is None or not outcome.recovered or outcome.received is None:
-                self._drop_session(number)
-                self.emit(
-                    SessionEnded(number, Code.SESSION_EXPIRED, "the gateway did not recover this session")
-                )
-                continue
-            got = outcome.received
-            if got > rec.sent:
-                message = f"gateway claims {got} frames, we sent {rec.sent}"
-                self._end_session(rec, Code.RESUME_FAILED, message, tell_gateway=True)
-                continue
-            if got < rec.outbox_base:
-                message = (
-                    f"frames {got}..{rec.outbox_base - 1} are no longer in the outbox; cannot re-send them"
-                )
-                self._end_session(rec, Code.RESUME_FAILED, message, tell_gateway=True)
-                continue
-            rec.confirm(got)
-            self._output.extend(rec.outbox)
-            self.emit(SessionResumed(number, len(rec.outbox)))
-        self._resume = None
-
-    def _on_opened(self, message: control.Opened) -> None:
-        number, peer = message.session, message.peer_id
-        rec = self._sessions.get(number)
-        if (
-            self._requests.get(message.id) != ("open", number)
-            or rec is None
-            or rec.phase is not SessionPhase.OPENING
-        ):
-            raise _violation(f"opened for session {number} that we are not opening")
-        del self._requests[message.id]
-        rec.peer_id = peer
-        rec.phase = SessionPhase.OPEN
-        if rec.expected_peer is not None and peer != rec.expected_peer:
-            text = f"gateway opened {peer}, but {rec.backend!r} is {rec.expected_peer}"
-            self._end_session(rec, Code.BACKEND_UNKNOWN, text, tell_gateway=True, report=False)
-            self.emit(SessionOpenFailed(number, GatewayError(Code.BACKEND_UNKNOWN, text, session=number)))
-            return
-        self.emit(SessionOpened(number, rec.backend, peer))
-
-    def _on_sign(self, message: control.Sign) -> None:
-        number, request_id = message.session, message.id
-        rec = self._sessions.get(number)
-        reason = ""
-        if rec is None or rec.phase is not SessionPhase.OPENING:
-            reason = "no session is being opened under that number"
-        elif not is_noise_payload(message.payload):
-            reason = "not a libp2p Noise static key payload"
-        elif rec.signatures >= MAX_SIGNATURES_PER_OPEN:
-            reason = "too many sign requests for one open"
-        if reason:  # §5.1: the browser's key only ever vouches for a Noise static key
-            self._output.append(control.encode(control.SignRefused(request_id)))
-            self.emit(SignatureRefused(number, request_id, reason))
-            return
-        assert rec is not None
-        rec.signatures += 1
-        signature = self._identity.sign(message.payload)
-        self._output.append(control.encode(control.Signature(request_id, signature)))
-        self.emit(SignatureSent(number, request_id))
-
-    def _on_closed(self, message: control.Closed) -> None:
-        number = message.session
-        if message.id is not None:
-            self._requests.pop(message.id, None)
-        self._ghosts.discard(number)
-        rec = self._sessions.get(number)
-        if rec is None:
-            return  # already ended here (a race with our own close)
-        self._drop_session(number)
-        if rec.phase is SessionPhase.OPENING:
-            for rid, (kind, n) in list(self._requests.items()):
-                if kind == "open" and n == number:
-                    del self._requests[rid]
-            self.emit(SessionOpenFailed(number, SessionClosed(message.code, message.message, session=number)))
-        else:
-            self.emit(SessionEnded(number, message.code, message.message))
+            table.resumed(message.resumed or {})
+            self._resume = None
 
     def _on_error(self, message: control.ErrorMessage) -> None:
         code, text, request_id, number = message.code, message.message, message.id, message.session
         error = GatewayError(code, text, request_id=request_id, session=number)
-        request = self._requests.pop(request_id, None) if request_id is not None else None
+        request = self._requests.pop(request_id)
         if request is not None:
             kind, session = request
-            rec = self._sessions.get(session)
-            if kind == "open" and rec is not None:
-                self._drop_session(session)
-                self.emit(SessionOpenFailed(session, error))
-            elif kind == "close":
-                self._ghosts.discard(session)
-                if rec is not None:
-                    self._drop_session(session)
-                    self.emit(SessionEnded(session, code, text))
-            elif kind in ("ping", "refresh"):
-                self._new_tokens.pop(request_id or 0, None)
+            if kind in ("open", "close"):
+                self._table.on_request_error(kind, session, error)
+            else:  # ping, refresh
                 self.emit(RequestFailed(request_id or 0, error))
             return
-        if number is not None and number in self._sessions and code >= 4100:
+        if number is not None and number in self._table.records and code >= 4100:
             self.emit(SessionErrorReceived(number, error))
             return
         self._last_error = error
         self.emit(GatewayErrorReceived(error))
-
-    def _on_data(self, data: bytes | memoryview) -> None:
-        frame = decode_data_frame(data, max_bytes=self._max_receive_bytes)
-        rec = self._sessions.get(frame.session)
-        if rec is None:
-            if frame.session in self._ghosts:
-                return
-            raise _violation(f"data frame for session {frame.session}, which is not open")
-        if rec.phase is SessionPhase.OPENING:
-            raise _violation(f"data frame for session {frame.session} before opened")
-        self._check_handshake(
-            rec, rec.receive(frame.stream, frame.payload, self, self._identity, self._bounds)
-        )

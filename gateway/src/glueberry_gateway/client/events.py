@@ -30,6 +30,7 @@ __all__ = [
     "RequestFailed",
     "SessionEnded",
     "SessionErrorReceived",
+    "SessionEvent",
     "SessionOpenFailed",
     "SessionOpened",
     "SessionResumed",
@@ -214,6 +215,19 @@ class ConnectionEnded:
 
     info: CloseInfo
 
+
+#: The events about one session (each has its ``session`` number).
+SessionEvent: TypeAlias = (
+    MessageReceived
+    | SessionEnded
+    | HandshakeCompleted
+    | HandshakeFailed
+    | PeerHelloReceived
+    | SessionErrorReceived
+    | FrameUndecryptable
+    | FrameDropped
+    | StreamEnded
+)
 
 ClientEvent: TypeAlias = (
     Authenticated

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,7 +32,28 @@ from .events import (
     PeerHelloReceived,
 )
 
-__all__ = ["RecordHost", "ResumeState", "SessionBounds", "SessionPhase", "SessionRecord"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_OUTBOX_BYTES",
+    "DEFAULT_OUTBOX_FRAMES",
+    "DEFAULT_PENDING_FRAMES",
+    "RecordHost",
+    "ResumeState",
+    "SessionBounds",
+    "SessionPhase",
+    "SessionRecord",
+]
+
+#: Largest plaintext a session sends: Go's default ``MaxMessageSize`` (PROTOCOL.md §8.5).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 1 << 20
+#: Outbox bound per session, kept for resume: the newest frames, at most this many ...
+DEFAULT_OUTBOX_FRAMES: Final = 1024
+#: ... and at most this many bytes (the newest frame is always kept).
+DEFAULT_OUTBOX_BYTES: Final = 4 << 20
+#: Frames held per session before they can be used (handshake frames before :meth:`start_handshake`,
+#: encrypted frames before the peer's key is known); further ones are dropped, as Go drops frames
+#: for streams it has not prepared.
+DEFAULT_PENDING_FRAMES: Final = 256
 
 
 class SessionPhase(Enum):

@@ -13,18 +13,25 @@ from enum import Enum
 from types import TracebackType
 from typing import Final, Protocol, Self
 
-from websockets.asyncio.client import ClientConnection
-
 from glueberry.exceptions import GlueberryError, HandshakeTimeout
 from glueberry.p2p.keys import PeerID
 from glueberry.wire.cipher import StreamCipher
 
 from ..protocol.codes import Code
-from .core import ClientProtocol
 from .errors import GatewayError, SessionClosed
+from .events import (
+    HandshakeCompleted,
+    HandshakeFailed,
+    MessageReceived,
+    PeerHelloReceived,
+    SessionEnded,
+    SessionErrorReceived,
+    SessionEvent,
+)
+from .link import Link
 from .record import SessionPhase, SessionRecord
 
-__all__ = ["ConnectionState", "Link", "Message", "Session", "SessionHost"]
+__all__ = ["ConnectionState", "Message", "Session", "SessionHost"]
 
 CLOSE_TIMEOUT: Final = 10.0
 
@@ -42,23 +49,6 @@ class Message:
 
     stream: str
     data: bytes
-
-
-class Link:
-    """One WebSocket and its core, with the reader and writer tasks serving them."""
-
-    def __init__(self, ws: ClientConnection, core: ClientProtocol) -> None:
-        self.ws = ws
-        self.core = core
-        self.wake = asyncio.Event()  # output queued in the core
-        self.idle = asyncio.Event()  # the core's output was written (or the socket is gone)
-        self.idle.set()
-        self.ended = asyncio.Event()  # core.connection_closed() was processed
-        self.auth: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.auth.add_done_callback(lambda f: f.cancelled() or f.exception())  # mark retrieved
-        self.requests: dict[int, asyncio.Future[float | None]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-        self.writer_done = False
 
 
 class SessionHost(Protocol):
@@ -305,9 +295,23 @@ class Session:
         if self._end is not None:
             raise SessionClosed(self._end.code, self._end.message, session=self.number)
 
-    def _deliver(self, message: Message) -> int:
-        self._inbox.append(message)
-        self._wake()
+    def _on_event(self, event: SessionEvent) -> int:
+        """What the core said about this session; returns how many messages wait in the inbox."""
+        if isinstance(event, MessageReceived):
+            self._inbox.append(Message(event.stream, event.data))
+            self._wake()
+        elif isinstance(event, SessionEnded):
+            self._finish(SessionClosed(event.code, event.message, session=event.session))
+        elif isinstance(event, HandshakeCompleted):
+            self._wake()  # handshake() sees it on the record
+        elif isinstance(event, HandshakeFailed):
+            self._handshake_error = event.error
+            self._wake()
+        elif isinstance(event, PeerHelloReceived):
+            self.peer_name = event.name
+        elif isinstance(event, SessionErrorReceived):
+            self.errors.append(event.error)
+        # FrameUndecryptable, FrameDropped: counted in the record; StreamEnded: nothing to do
         return len(self._inbox)
 
     def _finish(self, end: SessionClosed) -> None:

@@ -35,7 +35,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -44,10 +43,20 @@ from glueberry.p2p.keys import PeerID
 from ..protocol import control
 from ..protocol.auth import Challenge, verify_auth
 from ..protocol.codes import CloseSocket, Code, is_socket_level
-from ..protocol.control import ClientMessage, GatewayLimits, ResumeOutcome, ResumeRequest
+from ..protocol.control import ClientMessage, GatewayLimits, ResumeOutcome
 from ..protocol.errors import ProtocolViolation, error_of
 from ..protocol.frames import decode_batch, decode_data_frame, is_batch
 from .admission import SocketRates
+from .events import (
+    AuthAccepted,
+    AuthRefused,
+    CloseRequested,
+    DataReceived,
+    OpenRequested,
+    ServerEvent,
+    SignatureAnswered,
+    TokenChanged,
+)
 from .metrics import Metrics
 from .settings import Backend, Limits
 from .tokens import TokenClaims
@@ -100,78 +109,6 @@ class Policy(Protocol):
     def check_token(self, token: str | None, peer_id: PeerID) -> TokenClaims | None:
         """The token's claims (None: no token, allowed). Raises ProtocolViolation (4005, 4006)."""
         ...
-
-
-# --- events for the driver ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AuthAccepted:
-    """The browser proved its key. Decide about ``resume`` (None: drop what waited for this peer),
-    then call :meth:`ServerProtocol.accept`."""
-
-    peer_id: PeerID
-    resume: ResumeRequest | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuthRefused:
-    """The auth message was refused; the socket closes with ``code``."""
-
-    code: Code
-
-
-@dataclass(frozen=True, slots=True)
-class OpenRequested:
-    """Dial ``backend`` for session ``session``; then :meth:`~ServerProtocol.session_opened` or
-    :meth:`~ServerProtocol.open_failed` with the same ``id``."""
-
-    id: int
-    session: int
-    backend: Backend
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureAnswered:
-    """The answer to sign request ``id``: the signature, or None if the browser refused."""
-
-    id: int
-    signature: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class CloseRequested(Generic[S]):
-    """The browser closed this session (``closed`` is queued): end it at the backend."""
-
-    session: S
-
-
-@dataclass(frozen=True, slots=True)
-class DataReceived(Generic[S]):
-    """A data frame for the backend of ``session``; report a failure with :meth:`~ServerProtocol.data_failed`."""
-
-    session: S
-    number: int
-    stream: str
-    payload: memoryview | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class TokenChanged:
-    """A token was accepted (auth or refresh): time the notice and the expiry of ``expires_at``."""
-
-    expires_at: float
-
-
-ServerEvent = (
-    AuthAccepted
-    | AuthRefused
-    | OpenRequested
-    | SignatureAnswered
-    | CloseRequested[S]
-    | DataReceived[S]
-    | TokenChanged
-)
 
 
 class ServerProtocol(Generic[S]):

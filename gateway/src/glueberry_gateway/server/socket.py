@@ -37,18 +37,17 @@ from ..protocol.errors import (
     TooManyStreams,
     error_of,
 )
-from .core import (
+from .core import Policy, ServerProtocol
+from .dial import RemoteSigner, dial_backend
+from .events import (
     AuthAccepted,
     AuthRefused,
     CloseRequested,
     DataReceived,
     OpenRequested,
-    Policy,
-    ServerProtocol,
     SignatureAnswered,
     TokenChanged,
 )
-from .dial import RemoteSigner, dial_backend
 from .metrics import Metrics
 from .outbound import Outbound
 from .session import Ack, BackendSession
