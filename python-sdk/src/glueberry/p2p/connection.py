@@ -24,7 +24,8 @@ Invariants:
 4. After a fatal error the core queues whatever goodbye it still can (a yamux GoAway), re-raises,
    and from then on refuses use with ``InvalidState``.
 5. Once muxed, the owner sees a stream's data only after its :class:`StreamNegotiated` event; the
-   core writes, reads and accounts the negotiation bytes itself.
+   core writes, reads and accounts the negotiation bytes itself. The owner acts on streams through
+   this class's methods alone (the multiplexer is not handed out), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -207,13 +208,6 @@ class ConnectionCore:
             self._raw_out += self._noise.data_to_send()
         out, self._raw_out = self._raw_out, []
         return out
-
-    @property
-    def yamux(self) -> yamux_mod.YamuxProtocol:
-        """The multiplexer, once :class:`UpgradeCompleted` was seen."""
-        if self._yamux is None:
-            raise InvalidState("the connection is not multiplexed yet")
-        return self._yamux
 
     @property
     def upgraded(self) -> bool:

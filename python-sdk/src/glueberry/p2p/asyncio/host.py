@@ -225,6 +225,7 @@ class Host(ConnectionCallbacks):
                 expected_peer=peer_id,
                 yamux_config=self.config.yamux,
                 signature_checked=True,  # by _sign_static_key
+                supports=self.supports,
             )
             try:
                 remaining = max(0.01, deadline - loop.time())
@@ -252,9 +253,8 @@ class Host(ConnectionCallbacks):
         """Round-trip time in seconds of one ``/ipfs/ping/1.0.0`` exchange."""
         return await services.ping(self, peer_id)
 
-    # ConnectionCallbacks (called by our connections).
-
     def supports(self, protocol: str) -> bool:
+        """Whether a stream the remote opens may use ``protocol`` (our connections' cores ask)."""
         return self._handler_for(protocol) is not None
 
     def _handler_for(self, protocol: str) -> StreamHandler | None:
@@ -262,6 +262,8 @@ class Host(ConnectionCallbacks):
         if handler is None:
             handler = next((h for match, h in self._matchers if match(protocol)), None)
         return handler
+
+    # ConnectionCallbacks (called by our connections).
 
     def secured(self, conn: Connection) -> None:
         peer = conn.remote_peer_id
@@ -336,6 +338,7 @@ class Host(ConnectionCallbacks):
             identity_signature=self._signature,
             yamux_config=self.config.yamux,
             signature_checked=True,  # by _sign_static_key
+            supports=self.supports,
         )
         conn = self._make_connection(core, self.signer)
         self._pending += 1

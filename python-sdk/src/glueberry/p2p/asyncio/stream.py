@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from ...exceptions import InvalidState, StreamClosed, StreamReset
 from ..keys import PeerID
-from ..multistream import MultistreamClient, MultistreamServer
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -27,7 +26,8 @@ DataCallback = Callable[[bytes], None]
 
 
 class Stream:
-    """One multiplexed stream, after (or during) multistream-select negotiation."""
+    """One multiplexed stream that agreed on ``protocol``. Its connection makes it and feeds it
+    (the ``_on_*`` methods)."""
 
     __slots__ = (
         "__weakref__",
@@ -38,8 +38,6 @@ class Stream:
         "_eof",
         "_error",
         "_local_closed",
-        "_negotiated",
-        "_negotiation",
         "_read_waiter",
         "_write_waiter",
         "outbound",
@@ -47,11 +45,11 @@ class Stream:
         "stream_id",
     )
 
-    def __init__(self, conn: Connection, stream_id: int, *, outbound: bool) -> None:
+    def __init__(self, conn: Connection, stream_id: int, *, outbound: bool, protocol: str) -> None:
         self._conn = conn
         self.stream_id = stream_id
         self.outbound = outbound
-        self.protocol = ""
+        self.protocol = protocol
         self._buffer = bytearray()
         self._eof = False
         self._error: BaseException | None = None
@@ -60,12 +58,10 @@ class Stream:
         self._write_waiter: asyncio.Future[None] | None = None
         self._callback: DataCallback | None = None
         self._discard = False
-        self._negotiation: MultistreamClient | MultistreamServer | None = None
-        self._negotiated: asyncio.Future[str] | None = None
 
     def __repr__(self) -> str:
         way = "out" if self.outbound else "in"
-        return f"<Stream {self.stream_id} {way} {self.protocol or '(negotiating)'} {self.remote_peer_id}>"
+        return f"<Stream {self.stream_id} {way} {self.protocol} {self.remote_peer_id}>"
 
     @property
     def connection(self) -> Connection:
@@ -233,9 +229,6 @@ class Stream:
         self._buffer.clear()
         _wake(self._read_waiter)
         _wake(self._write_waiter)
-        if self._negotiated is not None and not self._negotiated.done():
-            self._negotiated.set_exception(exc)
-            self._negotiated.exception()  # the opener may have given up already: mark it retrieved
         callback, self._callback = self._callback, None  # the owner often holds the stream: no cycle
         if callback is not None and not self._eof:
             callback(b"")
