@@ -33,9 +33,9 @@ from ..connection import (
 )
 from ..keys import PeerID
 from ..multiaddr import Multiaddr
-from .stream import Stream
+from .stream import BaseStream
 
-__all__ = ["Connection", "ConnectionCallbacks"]
+__all__ = ["Connection", "ConnectionCallbacks", "Stream"]
 
 _log = logging.getLogger("glueberry.p2p")
 
@@ -424,6 +424,14 @@ class Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None and stream._local_closed and stream._eof:
             del self.streams[stream_id]
+
+
+class Stream(BaseStream["Connection"]):
+    """A stream of a :class:`Connection`. Everything it does is in
+    :class:`~glueberry.p2p.asyncio.stream.BaseStream`; this class binds the connection type, so
+    that ``stream.connection`` is a :class:`Connection` while stream.py needs no import of it."""
+
+    __slots__ = ()
 
 
 def _tcp_multiaddr(sockaddr: object) -> Multiaddr | None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ... import __version__
 from ...exceptions import (
     ConnectionClosed,
     ConnectionFailed,
@@ -26,6 +25,7 @@ from ...exceptions import (
     LimitExceeded,
     PeerIDMismatch,
 )
+from ...version import __version__
 from ..connection import ConnectionCore
 from ..identify import IdentifyInfo
 from ..keys import PeerID
@@ -34,8 +34,7 @@ from ..noise import check_identity_signature, generate_static_key, noise_signatu
 from ..signer import Signer
 from ..yamux import YamuxConfig
 from . import services
-from .connection import Connection, ConnectionCallbacks
-from .stream import Stream
+from .connection import Connection, ConnectionCallbacks, Stream
 
 __all__ = ["ConnectionGater", "Host", "HostConfig", "StreamHandler"]
 
@@ -358,7 +357,7 @@ class Host(ConnectionCallbacks):
             self._pending -= 1
         for callback in self.on_connected:
             callback(conn)
-        await services.identify_remote(self, conn)
+        await services.identify_remote(self, conn, self.config.identify_timeout)
 
     async def _own_signature(self) -> bytes:
         if self._signature is None:
@@ -377,7 +376,7 @@ class Host(ConnectionCallbacks):
         self._push_handle = None
         for conn in self.connections():
             if conn.is_open:
-                self.spawn(services.push_identify(self, conn))
+                self.spawn(services.push_identify(self, conn, self.config.identify_timeout))
 
     def identify_info_for(self, conn: Connection) -> IdentifyInfo:
         """What we tell the remote about ourselves on ``conn`` (its identity may be a borrowed one)."""
