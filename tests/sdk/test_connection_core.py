@@ -58,8 +58,8 @@ class TestUpgrade:
         client, server = pair(inline_client=inline_client, inline_server=inline_server)
         assert client.stage is Stage.MUXED
         assert server.stage is Stage.MUXED
-        sid = client.yamux.open_stream()
-        client.yamux.send_data(sid, b"hello")
+        sid = client.open_stream(None)  # a plain yamux stream
+        client.send_data(sid, b"hello")
         pump(client, server)
         events = server.events_received()
         assert yamux.StreamOpened(sid) in events
@@ -89,8 +89,8 @@ class TestUpgrade:
         server.receive_data(b"".join(client.data_to_send()))  # msg1
         client.receive_data(b"".join(server.data_to_send()))  # msg2 -> client muxed
         assert client.upgraded
-        sid = client.yamux.open_stream()
-        client.yamux.send_data(sid, b"early")
+        sid = client.open_stream(None)  # a plain yamux stream
+        client.send_data(sid, b"early")
         server.receive_data(b"".join(client.data_to_send()))  # msg3 + yamux frames together
         events = server.events_received()
         assert yamux.DataReceived(sid, b"early") in events

@@ -13,8 +13,9 @@ The guide and API reference are in docs/python-sdk.md.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__  # first: node.py reads it from this package while it loads
 
+# isort: split
 from .auto_handshake import HandshakeHandler, HelloHandshakeHandler
 from .config import Config
 from .events import ConnectionEvent, ConnectionState, EventSubscription, IncomingMessage

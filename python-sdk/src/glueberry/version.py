@@ -1,11 +1,16 @@
-"""Go glueberry's protocol version (``version.go``) for applications to exchange in their own
-handshake. Nothing on the wire carries it (PROTOCOL.md §9)."""
+"""Versions: this package's own (``__version__``, e.g. in the libp2p agent version), and Go
+glueberry's protocol version (``version.go``) for applications to exchange in their own handshake.
+No Glueberry message carries either (PROTOCOL.md §9)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ProtocolVersion"]
+__all__ = ["ProtocolVersion", "__version__"]
+
+# Kept here, in a module that imports nothing of ours, so that any module may read it without
+# importing the package root (which imports nearly everything).
+__version__ = "0.1.0"
 
 
 @dataclass(frozen=True, slots=True, order=True)

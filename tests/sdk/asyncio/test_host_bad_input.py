@@ -232,6 +232,20 @@ class TestYamuxAttacks:
         assert got.endswith(b"ping")
         await setup.assert_still_serving()
 
+    async def test_a_stream_opened_and_reset_in_one_read_ends_alone(self, setup: Setup) -> None:
+        """SYN, proposal and RST arrive together: our negotiation answers have nowhere to go,
+        which must cost the stream only, not the connection."""
+        peer = await upgraded(setup)
+        proposal = encode_message("/multistream/1.0.0") + encode_message("/echo/1.0.0")
+        await peer.send_plain(
+            yamux_frame(1, flags=SYN, data=proposal) + yamux_frame(1, type_=YAMUX_WINDOW_UPDATE, flags=RST)
+        )
+        await peer.open_stream(3, "/echo/1.0.0", data=b"ping")
+        await peer.send_plain(yamux_frame(3, type_=YAMUX_WINDOW_UPDATE, flags=FIN))
+        got = await peer.frames_until(3, FIN)
+        assert got.endswith(b"ping")
+        assert setup.host.connection_errors == {}
+
     async def test_stream_limit_refuses_excess_streams_only(self) -> None:
         config = HostConfig(yamux=YamuxConfig(max_streams=4, receive_window=WINDOW))
         host = Host(LocalSigner(generate_private_key()), config)

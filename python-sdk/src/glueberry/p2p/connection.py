@@ -10,7 +10,8 @@ A raw TCP connection is upgraded in four stages, each a sans-I/O core of its own
     MUXER_NEGOTIATION     multistream-select inside Noise: "/yamux/1.0.0" — skipped when both
                           sides listed yamux in their Noise payload (libp2p inlined muxer
                           negotiation; go-libp2p always lists it), which saves a round trip
-    MUXED                 yamux inside Noise; this core now only moves bytes through both layers
+    MUXED                 yamux inside Noise; each stream then runs multistream-select
+                          (stream_negotiation.py) before its data reaches the application
 
 Invariants:
 
@@ -22,10 +23,14 @@ Invariants:
    Noise → raw), so many yamux frames share one Noise message and one write.
 4. After a fatal error the core queues whatever goodbye it still can (a yamux GoAway), re-raises,
    and from then on refuses use with ``InvalidState``.
+5. Once muxed, the owner sees a stream's data only after its :class:`StreamNegotiated` event; the
+   core writes, reads and accounts the negotiation bytes itself. The owner acts on streams through
+   this class's methods alone (the multiplexer is not handed out), so the two never disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,6 +41,7 @@ from . import noise as noise_mod
 from . import yamux as yamux_mod
 from .keys import PeerID
 from .multistream import MultistreamClient, MultistreamServer
+from .stream_negotiation import StreamNegotiated, StreamNegotiationFailed, StreamNegotiations
 
 __all__ = [
     "MUXER_PROTOCOL",
@@ -44,6 +50,8 @@ __all__ = [
     "ConnectionEvent",
     "SecurityEstablished",
     "Stage",
+    "StreamNegotiated",
+    "StreamNegotiationFailed",
     "UpgradeCompleted",
 ]
 
@@ -73,7 +81,10 @@ class UpgradeCompleted:
     """yamux is running: streams may be opened and will be accepted."""
 
 
-ConnectionEvent = SecurityEstablished | UpgradeCompleted | yamux_mod.YamuxEvent
+ConnectionEvent = (
+    SecurityEstablished | UpgradeCompleted | StreamNegotiated | StreamNegotiationFailed | yamux_mod.YamuxEvent
+)
+_NOT_MUXED = "the connection is not multiplexed yet"
 
 
 class ConnectionCore:
@@ -91,6 +102,9 @@ class ConnectionCore:
         signature_checked: the caller verified ``identity_signature`` already (see
             :class:`~glueberry.p2p.noise.NoiseProtocol`); otherwise it is checked here, before
             anything is sent.
+        supports: whether a stream the remote opens may use a protocol (asked during its
+            negotiation). None: the remote's streams are plain yamux streams, not negotiated —
+            for tests of the layers below; a libp2p peer needs it.
 
     After construction: call :meth:`data_to_send` (the dialler speaks first).
     """
@@ -106,6 +120,7 @@ class ConnectionCore:
         yamux_config: yamux_mod.YamuxConfig | None = None,
         inline_muxer: bool = True,
         signature_checked: bool = False,
+        supports: Callable[[str], bool] | None = None,
     ) -> None:
         if not signature_checked:
             static_public_key = static_key.public_key().public_bytes_raw()
@@ -128,6 +143,10 @@ class ConnectionCore:
         self._raw_out += self._negotiation.data_to_send()
         self._noise: noise_mod.NoiseProtocol | None = None
         self._yamux: yamux_mod.YamuxProtocol | None = None
+        self._supports = supports
+        self._streams: StreamNegotiations | None = None  # made with yamux
+        # The ids of _streams.negotiating (a live view), for the check on every write.
+        self._negotiating_streams: Collection[int] = ()
         self.remote_peer_id: PeerID | None = None
         self.remote_public_key: bytes | None = None
 
@@ -168,8 +187,9 @@ class ConnectionCore:
         finally:
             self.stage = Stage.CLOSED
         if self._yamux is not None:
+            assert self._streams is not None
             self._yamux.receive_eof()
-            self._events += self._yamux.events_received()
+            self._events += self._streams.route(self._yamux.events_received())
 
     def events_received(self) -> list[ConnectionEvent]:
         events, self._events = self._events, []
@@ -190,15 +210,114 @@ class ConnectionCore:
         return out
 
     @property
-    def yamux(self) -> yamux_mod.YamuxProtocol:
-        """The multiplexer, once :class:`UpgradeCompleted` was seen."""
-        if self._yamux is None:
-            raise InvalidState("the connection is not multiplexed yet")
-        return self._yamux
-
-    @property
     def upgraded(self) -> bool:
         return self._yamux is not None
+
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has bytes queued by the stream methods below (a window
+        update after :meth:`consume`, a write, a reset…). Only meaningful once muxed; after
+        :meth:`receive_data` call :meth:`data_to_send` regardless."""
+        yamux = self._yamux
+        return bool(self._raw_out) or (yamux is not None and yamux.has_output)
+
+    # Public methods for streams (once UpgradeCompleted was seen). Each queues frames: after
+    # calling one, call data_to_send() and write the bytes.
+
+    def open_stream(self, protocols: Sequence[str] | None) -> int:
+        """Open a stream and return its id.
+
+        With ``protocols`` the stream proposes them in order (multistream-select, the dialler's
+        side): :class:`StreamNegotiated` or :class:`StreamNegotiationFailed` follows, and nothing
+        may be sent or closed on the stream before the former. With None the stream is a plain
+        yamux stream, usable at once (for tests of the layers below).
+
+        Raises:
+            InvalidState: not muxed yet, GoAway was sent or received, or the connection is over.
+            LimitExceeded: too many streams are open.
+            LocalProtocolError: ``protocols`` is empty or holds an over-long ID.
+        """
+        yamux = self._muxed()
+        if protocols is None:
+            return yamux.open_stream()
+        assert self._streams is not None
+        return self._streams.open_stream(protocols)
+
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
+        """Queue as much of ``data`` as the stream's send window allows; return how many bytes
+        were taken (0: wait for :class:`~glueberry.p2p.yamux.WindowUpdated`).
+
+        Raises:
+            InvalidState: the stream is still negotiating, or the connection is not muxed.
+            StreamClosed, StreamReset, InvalidArgument: see ``YamuxProtocol.send_data``.
+        """
+        yamux = self._yamux
+        if yamux is None:
+            raise InvalidState(_NOT_MUXED)
+        if self._negotiating_streams and stream_id in self._negotiating_streams:
+            raise InvalidState(f"stream {stream_id} is still negotiating its protocol")
+        return yamux.send_data(stream_id, data)
+
+    def consume(self, stream_id: int, n: int) -> None:
+        """The application took ``n`` of the stream's received bytes: the remote may send that
+        many more (a window update goes out once half the window is owed). Streams that are over,
+        and a connection not muxed yet, are ignored.
+
+        Raises:
+            InvalidArgument: ``n`` is more than was delivered in ``DataReceived`` and not consumed.
+        """
+        if self._yamux is not None:
+            self._yamux.consume(stream_id, n)
+
+    def close_stream(self, stream_id: int) -> None:
+        """Half-close our side of the stream (FIN); closing twice does nothing.
+
+        Raises:
+            InvalidState: the stream is still negotiating, or the connection is not muxed or over.
+            StreamReset, InvalidArgument: see ``YamuxProtocol.close_stream``.
+        """
+        yamux = self._muxed()
+        if stream_id in self._negotiating_streams:
+            raise InvalidState(f"stream {stream_id} is still negotiating its protocol")
+        yamux.close_stream(stream_id)
+
+    def reset_stream(self, stream_id: int, code: int = 0) -> None:
+        """Reset the stream (RST with ``code``), negotiating or not; one already over is left
+        alone. A negotiation it ends reports no event.
+
+        Raises:
+            InvalidState: the connection is not muxed or is over.
+            InvalidArgument: the stream was never opened, or ``code`` does not fit 32 bits.
+        """
+        yamux = self._muxed()
+        assert self._streams is not None
+        self._streams.forget(stream_id)
+        yamux.reset_stream(stream_id, code)
+
+    def negotiation_expired(self, stream_id: int) -> None:
+        """The owner's negotiation timer for the stream ran out: reset the stream (code 0) if it
+        is still negotiating, with no event; otherwise do nothing."""
+        streams = self._streams
+        if streams is not None and streams.forget(stream_id):
+            self._muxed().reset_stream(stream_id, 0)
+
+    def ping(self) -> int:
+        """Send a yamux ping; :class:`~glueberry.p2p.yamux.PongReceived` with the returned value
+        follows.
+
+        Raises:
+            InvalidState: the connection is not muxed or is over.
+            LimitExceeded: too many pings are unanswered.
+        """
+        return self._muxed().ping()
+
+    def go_away(self, code: int = yamux_mod.GO_AWAY_NORMAL) -> None:
+        """Tell the remote we accept no new streams; the open ones continue.
+
+        Raises:
+            InvalidState: the connection is not muxed or is over.
+        """
+        self._muxed().go_away(code)
 
     # Stages.
 
@@ -252,9 +371,11 @@ class ConnectionCore:
 
     def _plaintext_in(self, data: bytes) -> None:
         if self.stage is Stage.MUXED:
-            assert self._yamux is not None
-            self._yamux.receive_data(data)
-            self._events += self._yamux.events_received()
+            yamux, streams = self._yamux, self._streams
+            assert yamux is not None
+            assert streams is not None
+            yamux.receive_data(data)
+            self._events += streams.route(yamux.events_received())
             return
         self._negotiation.receive_data(data)
         self._send_negotiation_output()
@@ -268,13 +389,15 @@ class ConnectionCore:
 
     def _start_yamux(self, remainder: bytes) -> None:
         """``remainder``: bytes that followed the muxer negotiation, already yamux's."""
-        self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
+        yamux = self._yamux = yamux_mod.YamuxProtocol(is_client=self.initiator, config=self._yamux_config)
+        streams = self._streams = StreamNegotiations(yamux, self._supports)
+        self._negotiating_streams = streams.negotiating.keys()
         self.stage = Stage.MUXED
         self._negotiation = _DONE  # free the negotiation cores: thousands of connections live long
         self._events.append(UpgradeCompleted())
         if remainder:
-            self._yamux.receive_data(remainder)
-            self._events += self._yamux.events_received()
+            yamux.receive_data(remainder)
+            self._events += streams.route(yamux.events_received())
 
     def _fail(self) -> None:
         """Flush what can still be said (a yamux GoAway queued by the failing core), then close."""
@@ -289,3 +412,8 @@ class ConnectionCore:
     def _check_open(self) -> None:
         if self.stage is Stage.CLOSED:
             raise InvalidState("connection is closed")
+
+    def _muxed(self) -> yamux_mod.YamuxProtocol:
+        if self._yamux is None:
+            raise InvalidState(_NOT_MUXED)
+        return self._yamux

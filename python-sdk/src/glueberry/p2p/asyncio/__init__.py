@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .connection import Connection, ConnectionCallbacks
+from .connection import Connection, ConnectionCallbacks, Stream
 from .host import ConnectionGater, Host, HostConfig, StreamHandler
-from .stream import Stream
 
 __all__ = [
     "Connection",

@@ -1,5 +1,6 @@
 """The asyncio driver of one libp2p connection: feeds socket bytes to :class:`ConnectionCore`,
-writes what it produces, and maps yamux events onto :class:`Stream` objects.
+writes what it produces, keeps the timers, and maps the core's stream events onto :class:`Stream`
+objects. Protocol state, including each stream's multistream negotiation, lives in the core.
 
 Writes are coalesced: stream writes only queue frames in the core and schedule one flush per
 event-loop tick, so many small messages share one Noise record and one ``transport.write``.
@@ -22,23 +23,29 @@ from ...exceptions import (
     StreamReset,
 )
 from .. import yamux
-from ..connection import ConnectionCore, ConnectionEvent, SecurityEstablished, UpgradeCompleted
+from ..connection import (
+    ConnectionCore,
+    ConnectionEvent,
+    SecurityEstablished,
+    StreamNegotiated,
+    StreamNegotiationFailed,
+    UpgradeCompleted,
+)
 from ..keys import PeerID
 from ..multiaddr import Multiaddr
-from ..multistream import MultistreamClient, MultistreamServer
-from .stream import Stream
+from .stream import BaseStream
 
-__all__ = ["Connection", "ConnectionCallbacks"]
+__all__ = ["Connection", "ConnectionCallbacks", "Stream"]
 
 _log = logging.getLogger("glueberry.p2p")
 
 
 class ConnectionCallbacks:
-    """What a connection asks of its owner (the host). Override what you need."""
+    """What a connection asks of its owner (the host). Override what you need.
 
-    def supports(self, protocol: str) -> bool:
-        """Whether an inbound stream may use ``protocol``."""
-        return False
+    Which protocols the remote's streams may use is asked by the core, during their negotiation:
+    give it to :class:`ConnectionCore` as ``supports``.
+    """
 
     def secured(self, conn: Connection) -> None:
         """The remote proved its peer ID; raise a GlueberryError to refuse the connection."""
@@ -53,7 +60,8 @@ class ConnectionCallbacks:
 
 class Connection(asyncio.Protocol):
     """One TCP connection, upgraded to Noise + yamux. Create it with a loop's ``create_connection``
-    or ``create_server`` factory; await :meth:`wait_ready` before using it.
+    or ``create_server`` factory; await :meth:`wait_ready` before using it. Its core must have
+    been given ``supports``: every stream is negotiated.
     """
 
     def __init__(
@@ -72,7 +80,7 @@ class Connection(asyncio.Protocol):
         self.local_public_key = local_public_key
         self.negotiation_timeout = negotiation_timeout
         self.outbound = core.initiator
-        self.streams: dict[int, Stream] = {}
+        self.streams: dict[int, Stream] = {}  # those that agreed on a protocol and are not over
         self._peername: object = None
         self._sockname: object = None
         self.close_reason: BaseException | None = None
@@ -85,7 +93,8 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._drained: asyncio.Future[None] | None = None  # made only while writing is paused
         self._pings: dict[int, asyncio.Future[float]] = {}
-        self._negotiation_timers: dict[int, asyncio.TimerHandle] = {}
+        self._opening: dict[int, asyncio.Future[Stream]] = {}  # our streams still negotiating
+        self._negotiation_timers: dict[int, asyncio.TimerHandle] = {}  # the remote's, negotiating
         self._remote_peer_id: PeerID | None = None
 
     def __repr__(self) -> str:
@@ -144,29 +153,27 @@ class Connection(asyncio.Protocol):
             StreamReset: the remote reset the stream or the connection was lost.
         """
         self._check_open()
-        sid = self.core.yamux.open_stream()
-        stream = Stream(self, sid, outbound=True)
-        self.streams[sid] = stream
-        negotiation = MultistreamClient(protocols)
-        stream._negotiation = negotiation
-        stream._negotiated = self.loop.create_future()
-        self._send_negotiation(stream)
+        sid = self.core.open_stream(protocols)
+        opened: asyncio.Future[Stream] = self.loop.create_future()
+        self._opening[sid] = opened
+        self._schedule_flush()
         try:
-            stream.protocol = await asyncio.wait_for(stream._negotiated, self.negotiation_timeout)
+            return await asyncio.wait_for(opened, self.negotiation_timeout)
         except TimeoutError:
-            stream.reset()
+            self._abandon(sid)
             raise NegotiationFailed(
                 f"no answer to {protocols[0]!r} in {self.negotiation_timeout} s"
             ) from None
         except BaseException:
-            stream.reset()
+            self._abandon(sid)
             raise
-        return stream
+        finally:
+            self._opening.pop(sid, None)
 
     async def ping(self, timeout: float = 10.0) -> float:
         """yamux-level round trip time in seconds."""
         self._check_open()
-        opaque = self.core.yamux.ping()
+        opaque = self.core.ping()
         fut: asyncio.Future[float] = self.loop.create_future()
         self._pings[opaque] = fut
         start = self.loop.time()
@@ -183,7 +190,7 @@ class Connection(asyncio.Protocol):
             return
         if self.core.upgraded:
             with contextlib.suppress(InvalidState):
-                self.core.yamux.go_away(yamux.GO_AWAY_NORMAL)
+                self.core.go_away(yamux.GO_AWAY_NORMAL)
         self._flush()
         self._transport.close()
 
@@ -198,22 +205,22 @@ class Connection(asyncio.Protocol):
     # Used by Stream.
 
     def send_stream_data(self, stream_id: int, data: bytes | memoryview) -> int:
-        taken = self.core.yamux.send_data(stream_id, data)
+        taken = self.core.send_data(stream_id, data)
         if taken:
             self._schedule_flush()
         return taken
 
     def consume(self, stream_id: int, n: int) -> None:
-        if n and self.core.upgraded and not self._closed.done():
-            yamux = self.core.yamux
-            yamux.consume(stream_id, n)
-            if yamux.has_output:  # a window update is due only after half the window was read
+        if n and not self._closed.done():
+            core = self.core
+            core.consume(stream_id, n)
+            if core.has_output:  # a window update is due only after half the window was read
                 self._schedule_flush()
 
     def close_stream(self, stream_id: int) -> None:
         if self._closed.done():
             return
-        self.core.yamux.close_stream(stream_id)
+        self.core.close_stream(stream_id)
         self._schedule_flush()
         self._forget_if_done(stream_id)
 
@@ -222,7 +229,7 @@ class Connection(asyncio.Protocol):
         if self._closed.done():
             return
         try:
-            self.core.yamux.reset_stream(stream_id, code)
+            self.core.reset_stream(stream_id, code)
         except InvalidState:
             return
         self._schedule_flush()
@@ -272,6 +279,8 @@ class Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream._fail(StreamReset(f"connection closed: {reason}"))
         self.streams.clear()
+        for sid in list(self._opening):
+            self._fail_opening(sid, StreamReset(f"connection closed: {reason}"))
         for fut in self._pings.values():
             if not fut.done():
                 fut.set_exception(ConnectionClosed("connection closed"))
@@ -318,25 +327,27 @@ class Connection(asyncio.Protocol):
         for event in events:
             if isinstance(event, yamux.DataReceived):  # first: by far the most frequent
                 stream = self.streams.get(event.stream_id)
-                if stream is None:
-                    self.core.yamux.consume(event.stream_id, len(event.data))
-                elif stream._negotiation is not None:
-                    self._negotiate(stream, event.data)
-                else:
+                if stream is not None:
                     stream._on_data(event.data)
+                else:  # a stream we reset or gave up on: let the remote's window go
+                    self.core.consume(event.stream_id, len(event.data))
             elif isinstance(event, yamux.WindowUpdated):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_window()
-            elif isinstance(event, yamux.StreamOpened):
-                self._accept_stream(event.stream_id)
+            elif isinstance(event, StreamNegotiated):
+                self._stream_negotiated(event)
+            elif isinstance(event, yamux.StreamOpened):  # the core negotiates it; we keep the clock
+                self._negotiation_timers[event.stream_id] = self.loop.call_later(
+                    self.negotiation_timeout, self._negotiation_expired, event.stream_id
+                )
             elif isinstance(event, yamux.StreamEnded):
                 self._stream_ended(event.stream_id)
             elif isinstance(event, yamux.StreamReset):
-                stream = self.streams.pop(event.stream_id, None)
-                if stream is not None:
-                    who = "remote" if event.remote else "local"
-                    stream._fail(StreamReset(f"stream reset ({who}, code {event.code})"))
+                who = "remote" if event.remote else "local"
+                self._stream_gone(event.stream_id, StreamReset(f"stream reset ({who}, code {event.code})"))
+            elif isinstance(event, StreamNegotiationFailed):
+                self._stream_gone(event.stream_id, event.error)  # the opener sees why, not a bare reset
             elif isinstance(event, yamux.PongReceived):
                 fut = self._pings.get(event.opaque)
                 if fut is not None and not fut.done():
@@ -351,76 +362,76 @@ class Connection(asyncio.Protocol):
                 _log.debug("%r: remote sent GoAway(%d)", self, event.code)
             # StreamAccepted and ConnectionEnded need nothing here: connection_lost follows EOF.
 
+    def _stream_negotiated(self, event: StreamNegotiated) -> None:
+        sid = event.stream_id
+        if event.outbound:
+            opened = self._opening.pop(sid, None)
+            if opened is None or opened.done():  # its opener gave up (cancelled): nobody wants it
+                self.reset_stream(sid, 0)
+                return
+            stream = self.streams[sid] = Stream(self, sid, outbound=True, protocol=event.protocol)
+            opened.set_result(stream)
+        else:
+            self._stop_negotiation_timer(sid)
+            stream = self.streams[sid] = Stream(self, sid, outbound=False, protocol=event.protocol)
+            self.callbacks.stream_opened(stream)
+
     def _stream_ended(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
-        if stream is None:
-            return
-        if stream._negotiation is not None:
-            stream._fail(StreamReset("the remote closed the stream during negotiation"))
-            self.reset_stream(stream_id, 0)
-        else:
+        if stream is not None:
             stream._on_eof()
             self._forget_if_done(stream_id)
 
-    def _accept_stream(self, stream_id: int) -> None:
-        stream = Stream(self, stream_id, outbound=False)
-        stream._negotiation = MultistreamServer(self.callbacks.supports)
-        self.streams[stream_id] = stream
-        self._send_negotiation(stream)
-        self._negotiation_timers[stream_id] = self.loop.call_later(
-            self.negotiation_timeout, self._negotiation_expired, stream
-        )
+    def _stream_gone(self, stream_id: int, error: BaseException) -> None:
+        """The stream was reset (its negotiation may have failed): whoever holds or awaits it
+        gets ``error``."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream._fail(error)
+            return
+        self._fail_opening(stream_id, error)
+        self._stop_negotiation_timer(stream_id)
 
-    def _negotiation_expired(self, stream: Stream) -> None:
-        self._negotiation_timers.pop(stream.stream_id, None)
-        if stream._negotiation is not None and self.streams.get(stream.stream_id) is stream:
-            _log.debug("%r: inbound stream %d did not negotiate in time", self, stream.stream_id)
+    def _fail_opening(self, stream_id: int, error: BaseException) -> None:
+        opened = self._opening.pop(stream_id, None)
+        if opened is not None and not opened.done():
+            opened.set_exception(error)
+            opened.exception()  # the opener may be giving up at this moment: mark it retrieved
+
+    def _abandon(self, stream_id: int) -> None:
+        """:meth:`open_stream` gives up on the stream (timeout, cancellation, failure)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:  # it agreed just as its opener gave up
             stream.reset()
+        else:
+            self.reset_stream(stream_id, 0)  # nothing happens if the stream is already over
 
-    def _negotiate(self, stream: Stream, data: bytes) -> None:
-        """Feed negotiation bytes; bytes pipelined behind the agreed protocol stay charged to the
-        window (the application consumes them by reading), the rest is consumed here."""
-        negotiation = stream._negotiation
-        assert negotiation is not None
-        try:
-            negotiation.receive_data(data)
-        except GlueberryError as exc:
-            self.core.yamux.consume(stream.stream_id, len(data))
-            self._send_negotiation(stream)
-            stream._fail(exc)  # the opener sees NegotiationFailed, not a bare reset
-            self.reset_stream(stream.stream_id, 0)
+    def _negotiation_expired(self, stream_id: int) -> None:
+        self._negotiation_timers.pop(stream_id, None)
+        if self._closed.done():
             return
-        self._send_negotiation(stream)
-        events = negotiation.events_received()
-        remainder = events[0].remainder if events else b""
-        self.core.yamux.consume(stream.stream_id, len(data) - len(remainder))
-        for agreed in events:
-            stream._negotiation = None
-            timer = self._negotiation_timers.pop(stream.stream_id, None)
-            if timer is not None:  # thousands of connections: do not keep a timer per stream
-                timer.cancel()
-            stream.protocol = agreed.protocol
-            if stream.outbound:
-                assert stream._negotiated is not None
-                if not stream._negotiated.done():
-                    stream._negotiated.set_result(agreed.protocol)
-            if agreed.remainder:
-                stream._on_data(agreed.remainder)
-            if not stream.outbound:
-                self.callbacks.stream_opened(stream)
-
-    def _send_negotiation(self, stream: Stream) -> None:
-        negotiation = stream._negotiation
-        if negotiation is None:
-            return
-        for chunk in negotiation.data_to_send():
-            self.core.yamux.send_data(stream.stream_id, chunk)
+        _log.debug("%r: inbound stream %d did not negotiate in time", self, stream_id)
+        with contextlib.suppress(InvalidState):
+            self.core.negotiation_expired(stream_id)
         self._schedule_flush()
+
+    def _stop_negotiation_timer(self, stream_id: int) -> None:
+        timer = self._negotiation_timers.pop(stream_id, None)
+        if timer is not None:  # thousands of connections: do not keep a timer per stream
+            timer.cancel()
 
     def _forget_if_done(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None and stream._local_closed and stream._eof:
             del self.streams[stream_id]
+
+
+class Stream(BaseStream["Connection"]):
+    """A stream of a :class:`Connection`. Everything it does is in
+    :class:`~glueberry.p2p.asyncio.stream.BaseStream`; this class binds the connection type, so
+    that ``stream.connection`` is a :class:`Connection` while stream.py needs no import of it."""
+
+    __slots__ = ()
 
 
 def _tcp_multiaddr(sockaddr: object) -> Multiaddr | None:

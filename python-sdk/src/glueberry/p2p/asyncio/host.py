@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ... import __version__
 from ...exceptions import (
     ConnectionClosed,
     ConnectionFailed,
@@ -26,6 +25,7 @@ from ...exceptions import (
     LimitExceeded,
     PeerIDMismatch,
 )
+from ...version import __version__
 from ..connection import ConnectionCore
 from ..identify import IdentifyInfo
 from ..keys import PeerID
@@ -34,8 +34,7 @@ from ..noise import check_identity_signature, generate_static_key, noise_signatu
 from ..signer import Signer
 from ..yamux import YamuxConfig
 from . import services
-from .connection import Connection, ConnectionCallbacks
-from .stream import Stream
+from .connection import Connection, ConnectionCallbacks, Stream
 
 __all__ = ["ConnectionGater", "Host", "HostConfig", "StreamHandler"]
 
@@ -225,6 +224,7 @@ class Host(ConnectionCallbacks):
                 expected_peer=peer_id,
                 yamux_config=self.config.yamux,
                 signature_checked=True,  # by _sign_static_key
+                supports=self.supports,
             )
             try:
                 remaining = max(0.01, deadline - loop.time())
@@ -252,9 +252,8 @@ class Host(ConnectionCallbacks):
         """Round-trip time in seconds of one ``/ipfs/ping/1.0.0`` exchange."""
         return await services.ping(self, peer_id)
 
-    # ConnectionCallbacks (called by our connections).
-
     def supports(self, protocol: str) -> bool:
+        """Whether a stream the remote opens may use ``protocol`` (our connections' cores ask)."""
         return self._handler_for(protocol) is not None
 
     def _handler_for(self, protocol: str) -> StreamHandler | None:
@@ -262,6 +261,8 @@ class Host(ConnectionCallbacks):
         if handler is None:
             handler = next((h for match, h in self._matchers if match(protocol)), None)
         return handler
+
+    # ConnectionCallbacks (called by our connections).
 
     def secured(self, conn: Connection) -> None:
         peer = conn.remote_peer_id
@@ -336,6 +337,7 @@ class Host(ConnectionCallbacks):
             identity_signature=self._signature,
             yamux_config=self.config.yamux,
             signature_checked=True,  # by _sign_static_key
+            supports=self.supports,
         )
         conn = self._make_connection(core, self.signer)
         self._pending += 1
@@ -355,7 +357,7 @@ class Host(ConnectionCallbacks):
             self._pending -= 1
         for callback in self.on_connected:
             callback(conn)
-        await services.identify_remote(self, conn)
+        await services.identify_remote(self, conn, self.config.identify_timeout)
 
     async def _own_signature(self) -> bytes:
         if self._signature is None:
@@ -374,7 +376,7 @@ class Host(ConnectionCallbacks):
         self._push_handle = None
         for conn in self.connections():
             if conn.is_open:
-                self.spawn(services.push_identify(self, conn))
+                self.spawn(services.push_identify(self, conn, self.config.identify_timeout))
 
     def identify_info_for(self, conn: Connection) -> IdentifyInfo:
         """What we tell the remote about ourselves on ``conn`` (its identity may be a borrowed one)."""

@@ -1,30 +1,43 @@
-"""The two services go-libp2p runs on every connection: identify (and identify push) and ping."""
+"""The two services go-libp2p runs on every connection: identify (and identify push) and ping.
+
+They know their host only as a :class:`ServiceHost`, so this module does not import host.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ..._varint import decode_uvarint
 from ...exceptions import GlueberryError, RemoteProtocolError, StreamClosed
 from ..identify import IDENTIFY_PROTOCOL, IDENTIFY_PUSH_PROTOCOL, MAX_IDENTIFY_SIZE, IdentifyInfo
 from ..keys import PeerID
-from .stream import Stream
+from .connection import Connection, Stream
 
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .host import Host
-
-__all__ = ["PING_PROTOCOL", "identify_remote", "install", "ping", "push_identify"]
+__all__ = ["PING_PROTOCOL", "ServiceHost", "identify_remote", "install", "ping", "push_identify"]
 
 PING_PROTOCOL = "/ipfs/ping/1.0.0"
 PING_SIZE = 32
 _log = logging.getLogger("glueberry.p2p")
 
 
-def install(host: Host) -> None:
+class ServiceHost(Protocol):
+    """What the services need from the host that runs them."""
+
+    peer_info: dict[PeerID, IdentifyInfo]  # what each remote told us in identify
+
+    def identify_info_for(self, conn: Connection) -> IdentifyInfo:
+        """What we tell the remote of ``conn`` about ourselves."""
+
+    def set_stream_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None: ...
+
+    def connection(self, peer_id: PeerID) -> Connection | None: ...
+
+
+def install(host: ServiceHost) -> None:
     async def answer_identify(stream: Stream) -> None:
         await stream.write(host.identify_info_for(stream.connection).encode_delimited())
         await stream.close()
@@ -49,10 +62,10 @@ def install(host: Host) -> None:
     host.set_stream_handler(PING_PROTOCOL, answer_ping)
 
 
-async def identify_remote(host: Host, conn: Connection) -> None:
+async def identify_remote(host: ServiceHost, conn: Connection, timeout: float) -> None:
     """Ask the remote who it is; store the answer in ``host.peer_info`` and mark identify done."""
     try:
-        async with asyncio.timeout(host.config.identify_timeout):
+        async with asyncio.timeout(timeout):
             stream = await conn.open_stream([IDENTIFY_PROTOCOL])
             info = await _read_identify(stream)
             await stream.close()
@@ -64,10 +77,10 @@ async def identify_remote(host: Host, conn: Connection) -> None:
             conn.identify_done.set_result(None)
 
 
-async def push_identify(host: Host, conn: Connection) -> None:
+async def push_identify(host: ServiceHost, conn: Connection, timeout: float) -> None:
     """Tell the remote our protocols changed (``/ipfs/id/push/1.0.0``)."""
     try:
-        async with asyncio.timeout(host.config.identify_timeout):
+        async with asyncio.timeout(timeout):
             stream = await conn.open_stream([IDENTIFY_PUSH_PROTOCOL])
             await stream.write(host.identify_info_for(conn).encode_delimited())
             await stream.close()
@@ -76,7 +89,7 @@ async def push_identify(host: Host, conn: Connection) -> None:
         _log.debug("identify push to %r failed: %s", conn, exc)
 
 
-async def ping(host: Host, peer_id: PeerID) -> float:
+async def ping(host: ServiceHost, peer_id: PeerID) -> float:
     conn = host.connection(peer_id)
     if conn is None:
         raise StreamClosed(f"not connected to {peer_id}", peer_id=str(peer_id))

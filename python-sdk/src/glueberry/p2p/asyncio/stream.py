@@ -2,8 +2,12 @@
 
 Flow control is end to end: received bytes count against the yamux window until the application
 reads them (or, in callback mode, acknowledges them), so a slow reader stalls the remote sender
-instead of growing memory; :meth:`Stream.write` waits for the remote's window and for the socket
-to drain.
+instead of growing memory; :meth:`BaseStream.write` waits for the remote's window and for the
+socket to drain.
+
+A stream knows its connection only as a :class:`StreamOwner`, so this module imports nothing from
+connection.py. What applications get, :class:`~glueberry.p2p.asyncio.connection.Stream`, is
+``BaseStream`` bound to the real ``Connection`` type (mypy checks there that it is a StreamOwner).
 """
 
 from __future__ import annotations
@@ -11,23 +15,49 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from ...exceptions import InvalidState, StreamClosed, StreamReset
 from ..keys import PeerID
-from ..multistream import MultistreamClient, MultistreamServer
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-__all__ = ["DataCallback", "Stream"]
+__all__ = ["BaseStream", "DataCallback", "StreamOwner"]
 
 # Called with each chunk of received data; b"" means the remote closed its side.
 DataCallback = Callable[[bytes], None]
 
 
-class Stream:
-    """One multiplexed stream, after (or during) multistream-select negotiation."""
+class StreamOwner(Protocol):
+    """What a stream needs from the connection that carries it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def remote_peer_id(self) -> PeerID: ...
+
+    @property
+    def writing_paused(self) -> bool: ...
+
+    async def wait_writable(self) -> None:
+        """Return once the socket takes writes again; raise StreamReset if the connection is gone."""
+
+    def send_stream_data(self, stream_id: int, data: bytes | memoryview) -> int:
+        """Queue what the stream's send window allows of ``data``; return how much was taken."""
+
+    def consume(self, stream_id: int, n: int) -> None:
+        """The stream's reader took ``n`` bytes: give them back to the remote's window."""
+
+    def close_stream(self, stream_id: int) -> None: ...
+
+    def reset_stream(self, stream_id: int, code: int) -> None: ...
+
+
+OwnerT = TypeVar("OwnerT", bound=StreamOwner)
+
+
+class BaseStream(Generic[OwnerT]):
+    """One multiplexed stream that agreed on ``protocol``, carried by a connection of type
+    ``OwnerT``. The connection makes it and feeds it (the ``_on_*`` methods)."""
 
     __slots__ = (
         "__weakref__",
@@ -38,8 +68,6 @@ class Stream:
         "_eof",
         "_error",
         "_local_closed",
-        "_negotiated",
-        "_negotiation",
         "_read_waiter",
         "_write_waiter",
         "outbound",
@@ -47,11 +75,11 @@ class Stream:
         "stream_id",
     )
 
-    def __init__(self, conn: Connection, stream_id: int, *, outbound: bool) -> None:
+    def __init__(self, conn: OwnerT, stream_id: int, *, outbound: bool, protocol: str) -> None:
         self._conn = conn
         self.stream_id = stream_id
         self.outbound = outbound
-        self.protocol = ""
+        self.protocol = protocol
         self._buffer = bytearray()
         self._eof = False
         self._error: BaseException | None = None
@@ -60,15 +88,13 @@ class Stream:
         self._write_waiter: asyncio.Future[None] | None = None
         self._callback: DataCallback | None = None
         self._discard = False
-        self._negotiation: MultistreamClient | MultistreamServer | None = None
-        self._negotiated: asyncio.Future[str] | None = None
 
     def __repr__(self) -> str:
         way = "out" if self.outbound else "in"
-        return f"<Stream {self.stream_id} {way} {self.protocol or '(negotiating)'} {self.remote_peer_id}>"
+        return f"<Stream {self.stream_id} {way} {self.protocol} {self.remote_peer_id}>"
 
     @property
-    def connection(self) -> Connection:
+    def connection(self) -> OwnerT:
         return self._conn
 
     @property
@@ -235,9 +261,6 @@ class Stream:
         self._buffer.clear()
         _wake(self._read_waiter)
         _wake(self._write_waiter)
-        if self._negotiated is not None and not self._negotiated.done():
-            self._negotiated.set_exception(exc)
-            self._negotiated.exception()  # the opener may have given up already: mark it retrieved
         callback, self._callback = self._callback, None  # the owner often holds the stream: no cycle
         if callback is not None and not self._eof:
             callback(b"")
