@@ -15,6 +15,7 @@
 //   status.js      status word, error line, controls
 //   storage.js     localStorage: nick, room, outbox
 //   config.js, bounds.js, dom.js, state.js   settings, limits, elements, state
+// web-demo/test/modules.test.mjs fails on an import circle or a module over 500 lines.
 
 import { IndexedDbIdentityStore, loadOrCreateIdentity } from './vendor/glueberry-client.js';
 import { bindUserActions, joinRoom, openSidebar } from './actions.js';
