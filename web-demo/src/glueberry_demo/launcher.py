@@ -61,7 +61,7 @@ __all__ = [
 
 _log = logging.getLogger("glueberry_demo")
 
-#: web-demo/static: the page (index.html, app.js, style.css, vendor/).
+#: web-demo/static: the page (index.html, style.css, app.js and the modules it imports, vendor/).
 STATIC_DIR: Final = Path(__file__).resolve().parents[2] / "static"
 #: The browser bundle of js-client, copied by ``npm run -w web-demo build``.
 BUNDLE: Final = Path("vendor") / "glueberry-client.js"
