@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from glueberry.events import ConnectionEvent, ConnectionState, EventSubscription
@@ -53,3 +53,14 @@ async def wait_state(sub: EventSubscription, state: ConnectionState, timeout: fl
             if event.state is state:
                 return event
     raise AssertionError("subscription ended")
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` every 10 ms for up to ``timeout`` seconds; whether it became true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

@@ -43,6 +43,7 @@ from tests.gateway.conftest import (
     start_gateway,
 )
 from tests.gateway.raw_client import Closed, RawClient, RawSession, http_get
+from tests.helpers import wait_for
 
 BACKEND = "py"
 OTHER_IP = "127.0.0.2"  # the misbehaving side, where per-IP limits must not touch the bystander
@@ -741,17 +742,6 @@ async def settles(value: Callable[[], int], *, quiet: float, timeout: float) -> 
             return True
         last = value()
     return False
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``condition`` every 10 ms for up to ``timeout`` seconds; whether it became true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 class TestSlowConsumer:

@@ -41,7 +41,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import __version__
 from ._connections import PeerConnections
 from ._inbox import Inbox
 from ._peer import Peer
@@ -67,7 +66,7 @@ from .p2p.signer import LocalSigner
 from .p2p.yamux import YamuxConfig
 from .stats import PeerStats
 from .streams import HANDSHAKE_PROTOCOL, GlueberryStream, protocol_id, stream_name_of
-from .version import ProtocolVersion
+from .version import ProtocolVersion, __version__
 from .wire.cipher import OVERHEAD, StreamCipher, shared_key
 from .wire.framing import outer_length
 

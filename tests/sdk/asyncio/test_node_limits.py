@@ -12,7 +12,7 @@ from glueberry.events import ConnectionState
 from glueberry.exceptions import ConnectionFailed, InvalidKey, LimitExceeded, MetadataTooLarge
 from glueberry.limits import SlidingWindow, TokenBucket
 from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
-from tests.helpers import wait_state
+from tests.helpers import wait_for, wait_state
 from tests.sdk.asyncio.conftest import MakeNode
 
 S = ConnectionState
@@ -138,9 +138,7 @@ class TestBadInputFromThePeer:
         assert sending is not None
         stream = sending.stream  # its data goes to a's Glueberry stream: watch for the reset
         await stream.write(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f")  # a 10-byte varint overflow
-        async with asyncio.timeout(5):
-            while not stream.is_reset:  # b reset it
-                await asyncio.sleep(0.01)
+        assert await wait_for(lambda: stream.is_reset, 5)  # b reset it
         # b is fine and a new stream works
         await a.send(b.peer_id, "chat", b"again")
         assert (await b.receive(timeout=5)).data == b"again"
@@ -157,9 +155,7 @@ class TestBadInputFromThePeer:
         assert sending is not None
         stream = sending.stream
         await stream.write(b"\x80\x80\x80\x20")  # announces 64 MiB
-        async with asyncio.timeout(5):
-            while not stream.is_reset:  # b reset it
-                await asyncio.sleep(0.01)
+        assert await wait_for(lambda: stream.is_reset, 5)  # b reset it
 
     async def test_low_order_key(self, make_node: MakeNode) -> None:
         from glueberry.p2p.keys import PeerID
