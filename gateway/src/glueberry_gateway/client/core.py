@@ -38,10 +38,11 @@ from glueberry.wire.cipher import OVERHEAD
 
 from ..protocol import control
 from ..protocol.auth import auth_message
-from ..protocol.codes import CloseSocket, Code
+from ..protocol.codes import CloseSocket
 from ..protocol.control import BackendInfo, GatewayLimits
 from ..protocol.errors import ProtocolViolation
-from ..protocol.frames import decode_batch, is_batch, pack_batches
+from ..protocol.fields import violation
+from ..protocol.frames import decode_batch, is_batch, pack_runs
 from .errors import GatewayClosed, GatewayError, GatewayProtocolError
 from .events import (
     Authenticated,
@@ -62,12 +63,12 @@ from .record import (
     DEFAULT_OUTBOX_BYTES,
     DEFAULT_OUTBOX_FRAMES,
     DEFAULT_PENDING_FRAMES,
-    ResumeState,
     SessionBounds,
     SessionPhase,
     SessionRecord,
 )
 from .requests import Requests
+from .resume import ResumeState, resumable
 from .sessions import SessionTable
 
 __all__ = [
@@ -75,7 +76,6 @@ __all__ = [
     "DEFAULT_MAX_RECEIVE_BYTES",
     "DEFAULT_OUTBOX_BYTES",
     "DEFAULT_OUTBOX_FRAMES",
-    "RESUMABLE_CODES",
     "ClientProtocol",
     "ClientState",
     "Outgoing",
@@ -86,15 +86,6 @@ __all__ = [
 DEFAULT_MAX_RECEIVE_BYTES: Final = (1 << 20) + OVERHEAD + 4 + 64
 #: Largest control message accepted from the gateway (a ``ready`` may list many backends).
 DEFAULT_MAX_CONTROL_BYTES: Final = 1 << 20
-#: Closes of a ready socket after which its sessions wait at the gateway for ``resume_grace``
-#: seconds (§6): the socket was lost rather than closed on purpose — no close frame (1005, 1006),
-#: a keepalive timeout or server error (1011), a restart (1012–1014). A close the gateway chose
-#: (4xxx: a protocol or auth error, rate limit, slow consumer, idle, internal error) or a normal
-#: close or drain (1000, 1001) ends the sessions.
-RESUMABLE_CODES: Final = frozenset({1005, 1006, 1011, 1012, 1013, 1014})
-# Closes of a resume attempt (before ready) after which a later attempt may still succeed.
-_RETRY_ATTEMPT_CODES: Final = RESUMABLE_CODES | {4003, 4004, 4008, 4010, 4011, 4012, 4013}
-
 Outgoing: TypeAlias = str | bytes | CloseSocket
 
 
@@ -116,10 +107,6 @@ _EXPECTED: Final[dict[ClientState, type[control.Challenge] | type[control.Ready]
     ClientState.AWAIT_CHALLENGE: control.Challenge,
     ClientState.AWAIT_READY: control.Ready,
 }
-
-
-def _violation(message: str, code: Code = Code.PROTOCOL_ERROR) -> ProtocolViolation:
-    return ProtocolViolation(code, message)
 
 
 class ClientProtocol:
@@ -263,21 +250,7 @@ class ClientProtocol:
         as a binary frame, :class:`CloseSocket`: close the socket (nothing follows it)."""
         out, self._output = self._output, []
         if self._gateway_batches and len(out) > 1:
-            out = self._batched(out)
-        return out
-
-    def _batched(self, items: list[Outgoing]) -> list[Outgoing]:
-        """Runs of data frames as batch messages, each within the gateway's max_frame_bytes."""
-        out: list[Outgoing] = []
-        run: list[bytes] = []
-        for item in items:
-            if isinstance(item, bytes):
-                run.append(item)
-                continue
-            out += pack_batches(run, self._limits.max_frame_bytes)
-            run.clear()
-            out.append(item)
-        out += pack_batches(run, self._limits.max_frame_bytes)
+            out = pack_runs(out, self._limits.max_frame_bytes)
         return out
 
     def receive_text(self, text: str | bytes) -> None:
@@ -300,7 +273,7 @@ class ClientProtocol:
         self._check_usable()
         try:
             if self._state is not ClientState.READY:
-                raise _violation("data frame before ready")
+                raise violation("data frame before ready")
             frames = decode_batch(data, max_bytes=self._max_receive_bytes) if is_batch(data) else (data,)
             for frame in frames:
                 self._table.on_data(frame, self._max_receive_bytes)
@@ -320,13 +293,11 @@ class ClientProtocol:
         self._socket_closed = True
         was = self._state
         self._advance(ClientState.CLOSED)
-        if was is ClientState.READY:
-            fatal = self._failed or self._closing_locally or self._draining or code not in RESUMABLE_CODES
-            self._resumable = not fatal and self._resume_token is not None
-        else:  # a resume attempt that ended before ready keeps its sessions for the next attempt,
-            # unless the gateway refused it; giving up on it ourselves (a timeout) harms nothing
-            retry = self._closing_locally or code in _RETRY_ATTEMPT_CODES
-            self._resumable = self._resume is not None and not self._failed and retry
+        ready = was is ClientState.READY
+        chosen = self._closing_locally or (ready and self._draining)
+        self._resumable = resumable(
+            code, was_ready=ready, resuming=self._resume is not None, failed=self._failed, chosen=chosen
+        ) and (not ready or self._resume_token is not None)
         if self._resumable and self._resume is not None and was is not ClientState.READY:
             self._resume_token = self._resume.token
         if not reason and self._last_error is not None:
@@ -485,7 +456,7 @@ class ClientProtocol:
             return
         expected = _EXPECTED.get(self._state)
         if expected is not None and not isinstance(message, expected):
-            raise _violation(f"expected {expected.TYPE}, got {message.TYPE!r}")
+            raise violation(f"expected {expected.TYPE}, got {message.TYPE!r}")
         table = self._table
         if isinstance(message, control.Challenge) and expected is not None:
             self._on_challenge(message)
@@ -513,12 +484,12 @@ class ClientProtocol:
         elif isinstance(message, control.TokenExpiring):
             self.emit(TokenExpiring(message.expires_at))
         else:  # challenge/ready again (§2: protocol error)
-            raise _violation(f"unexpected message type {message.TYPE!r}")
+            raise violation(f"unexpected message type {message.TYPE!r}")
 
     def _on_challenge(self, message: control.Challenge) -> None:
         gateway = message.gateway
         if self._expected_gateway is not None and gateway != self._expected_gateway:
-            raise _violation(f"challenge from gateway {gateway}, expected {self._expected_gateway}")
+            raise violation(f"challenge from gateway {gateway}, expected {self._expected_gateway}")
         self._gateway_peer_id = gateway
         signature = self._identity.sign(auth_message(str(gateway), self._origin, message.nonce))
         resume = None
@@ -533,7 +504,7 @@ class ClientProtocol:
 
     def _on_ready(self, message: control.Ready) -> None:
         if message.peer_id != self._peer_id:
-            raise _violation(f"ready names peer {message.peer_id}, but our key is {self._peer_id}")
+            raise violation(f"ready names peer {message.peer_id}, but our key is {self._peer_id}")
         self._gateway_batches = message.batch
         self._limits = message.limits
         table = self._table

@@ -34,7 +34,7 @@ from .events import (
     TokenRefreshed,
 )
 from .link import Link, open_websocket
-from .record import ResumeState
+from .resume import ResumeState
 from .session import ConnectionState, Session
 
 __all__ = ["Driver"]

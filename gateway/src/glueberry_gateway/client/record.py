@@ -38,7 +38,6 @@ __all__ = [
     "DEFAULT_OUTBOX_FRAMES",
     "DEFAULT_PENDING_FRAMES",
     "RecordHost",
-    "ResumeState",
     "SessionBounds",
     "SessionPhase",
     "SessionRecord",
@@ -246,13 +245,3 @@ class SessionRecord:
             for _ in handshake.established_by_traffic():
                 self._established(host)
         host.emit(MessageReceived(self.number, stream, plaintext))
-
-
-@dataclass(slots=True)
-class ResumeState:
-    """What a new socket needs to resume (§6): the single-use token and the open sessions."""
-
-    token: bytes
-    sessions: dict[int, SessionRecord]
-    next_session: int = 1
-    resume_grace: float = 30.0

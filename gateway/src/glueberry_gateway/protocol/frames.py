@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from glueberry.config import validate_stream_name
 from glueberry.exceptions import InvalidStreamName
@@ -36,6 +36,7 @@ __all__ = [
     "encode_data_frame",
     "is_batch",
     "pack_batches",
+    "pack_runs",
 ]
 
 DATA_KIND: Final = 0x01
@@ -44,6 +45,7 @@ MAX_SESSION: Final = 65535
 MAX_BATCH_ENTRY: Final = 0xFFFF  # a larger data frame travels alone
 MAX_BATCH_FRAMES: Final = 1024
 _HEADER = struct.Struct(">BHB")
+T = TypeVar("T")
 _ENTRY = struct.Struct(">H")
 
 
@@ -150,6 +152,22 @@ def pack_batches(frames: list[bytes], max_bytes: int) -> list[bytes]:
         size += 2 + len(frame)
     end_run()
     return messages
+
+
+def pack_runs(items: list[T], max_bytes: int) -> list[T | bytes]:
+    """``items`` in order, each run of data frames (``bytes``) among them packed by
+    :func:`pack_batches`; the other items (text messages, a close) stay where they are."""
+    out: list[T | bytes] = []
+    run: list[bytes] = []
+    for item in items:
+        if isinstance(item, bytes):
+            run.append(item)
+            continue
+        out += pack_batches(run, max_bytes)
+        run.clear()
+        out.append(item)
+    out += pack_batches(run, max_bytes)
+    return out
 
 
 def decode_batch(data: bytes, *, max_bytes: int) -> list[memoryview]:
