@@ -35,11 +35,11 @@ from ..protocol.errors import ProtocolViolation
 from ..protocol.frames import check_stream_name
 from .admission import Admission, LocalAdmission, Refusal
 from .metrics import Metrics
+from .policy import SettingsPolicy
 from .resume import MemoryResumeStore, ResumeStore, reattach
 from .session import BackendSession, Tap
-from .settings import Backend, Settings
+from .settings import Settings
 from .socket import BrowserSocket
-from .tokens import TokenClaims, TokenVerifier
 
 __all__ = ["Gateway"]
 
@@ -94,16 +94,7 @@ class Gateway:
         )
         self.host.set_stream_matcher(_is_glueberry_protocol, self._backend_stream)
         self.host.on_disconnected.append(self._backend_lost)
-        self.tokens = (
-            TokenVerifier(
-                settings.tokens.key,
-                settings.tokens.algorithms,
-                issuer=settings.tokens.issuer,
-                audience=settings.tokens.audience,
-            )
-            if settings.tokens.key is not None
-            else None
-        )
+        self.policy = SettingsPolicy(settings)
         self.admission: Admission = admission or LocalAdmission(limits)
         self.resume_store: ResumeStore[BackendSession] = resume_store or MemoryResumeStore(
             limits.resume_grace, self._expire
@@ -148,28 +139,6 @@ class Gateway:
             if not self.sockets:
                 self._all_closed.set()
             await self.admission.release(ip)
-
-    # The policy a socket's core asks (core.Policy).
-
-    @property
-    def backends(self) -> tuple[Backend, ...]:
-        return self.settings.backends
-
-    def backend(self, name_or_peer: str) -> Backend | None:
-        return self.settings.backend(name_or_peer)
-
-    def origin_allowed(self, origin: str) -> bool:
-        allowed = self.settings.allowed_origins
-        return "*" in allowed or origin.rstrip("/") in allowed
-
-    def check_token(self, token: str | None, peer_id: PeerID) -> TokenClaims | None:
-        if token is None:
-            if self.settings.tokens.required:
-                raise ProtocolViolation(Code.TOKEN_INVALID, "this gateway requires a token")
-            return None
-        if self.tokens is None:
-            raise ProtocolViolation(Code.TOKEN_INVALID, "this gateway does not accept tokens")
-        return self.tokens.verify(token, peer_id, time.time())
 
     # Sessions.
 

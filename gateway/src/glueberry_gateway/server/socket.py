@@ -59,13 +59,23 @@ _log = logging.getLogger("glueberry_gateway")
 _audit = logging.getLogger("glueberry_gateway.audit")
 
 
-class SocketOwner(Policy, Protocol):
+class SocketOwner(Protocol):
     """What a socket needs from the gateway that serves it (a narrow view of :class:`~.gateway.Gateway`)."""
 
-    limits: Limits
-    metrics: Metrics
-    tracer: Tracer
-    host: Host
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def tracer(self) -> Tracer: ...
+
+    @property
+    def host(self) -> Host: ...
 
     async def resume(
         self, socket: BrowserSocket, request: ResumeRequest
@@ -94,7 +104,7 @@ class BrowserSocket:
         self.limits = limits = owner.limits
         self._traffic = owner.metrics.traffic
         self.core: ServerProtocol[BackendSession] = ServerProtocol(
-            owner,
+            owner.policy,
             limits,
             owner.metrics,
             gateway_peer_id=str(owner.host.peer_id),
