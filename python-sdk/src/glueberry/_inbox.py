@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Final
 
@@ -74,14 +73,17 @@ class Inbox:
         """A stream's ``on_payloads``: take the payloads in order; release ``held`` once taken."""
         backlog = peer.backlogs.get(stream)
         if backlog is not None:
-            backlog.payloads.extend(payloads)
-            backlog.held += held
+            backlog.add(payloads, held)
             return
         for i, payload in enumerate(payloads):
             data = self._take_now(peer, stream, payload)
             if data is not None:  # it must wait: it and those after it go to a backlog, in order
-                backlog = peer.backlogs[stream] = Backlog(deque(payloads[i + 1 :]), held)
-                backlog.task = self._spawn(self._work_through(peer, stream, backlog, payload, data))
+                backlog = peer.backlogs[stream] = Backlog()
+                backlog.add(payloads[i:], held)
+                if not isinstance(data, _Untouched):
+                    _, _, release = backlog.payloads[0]
+                    backlog.payloads[0] = (payload, data, release)  # decrypted already
+                backlog.task = self._spawn(self._work_through(peer, stream, backlog))
                 return
         stream.release(held)
 
@@ -106,12 +108,11 @@ class Inbox:
         self._queue.put_nowait(IncomingMessage(peer.peer_id, stream.name, data))
         return None
 
-    async def _take(
-        self, peer: Peer, stream: GlueberryStream, payload: bytes, data: bytes | _Untouched
-    ) -> None:
-        """:meth:`_take_now` with the waits: the handler, the message rate, room in the queue."""
+    async def _take(self, peer: Peer, stream: GlueberryStream, payload: bytes, data: bytes | None) -> None:
+        """:meth:`_take_now` with the waits: the handler, the message rate, room in the queue.
+        ``data``: the payload's plaintext if it was decrypted already."""
         handler = self._handshake
-        if isinstance(data, _Untouched):
+        if data is None:
             if stream.name == HANDSHAKE_STREAM and handler is not None:
                 await handler.received(peer.peer_id, payload)
                 return
@@ -129,17 +130,18 @@ class Inbox:
         peer.stats.record_received(stream.name, len(data))
         await self._queue.put(IncomingMessage(peer.peer_id, stream.name, data))  # the remote stalls meanwhile
 
-    async def _work_through(
-        self, peer: Peer, stream: GlueberryStream, backlog: Backlog, payload: bytes, data: bytes | _Untouched
-    ) -> None:
+    async def _work_through(self, peer: Peer, stream: GlueberryStream, backlog: Backlog) -> None:
+        """Take the backlog's payloads in order; each delivery's window goes back once its last
+        payload is taken, so the sender is stalled only by what really waits."""
         try:
-            await self._take(peer, stream, payload, data)
             while backlog.payloads:
-                await self._take(peer, stream, backlog.payloads.popleft(), _UNTOUCHED)
+                payload, data, release = backlog.payloads.popleft()
+                await self._take(peer, stream, payload, data)
+                if release:
+                    stream.release(release)
         finally:
             if peer.backlogs.get(stream) is backlog:
                 del peer.backlogs[stream]
-            stream.release(backlog.held)
 
     def _decrypt(self, peer: Peer, payload: bytes) -> bytes | None:
         cipher = peer.cipher

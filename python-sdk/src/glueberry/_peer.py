@@ -21,11 +21,16 @@ __all__ = ["Backlog", "Peer"]
 @dataclass(slots=True, eq=False)
 class Backlog:
     """Payloads of one stream that wait for their turn (an async step before them has not
-    finished), with the window bytes they hold; and the task working through them."""
+    finished), each with its plaintext if it was decrypted already (else None) and the window
+    bytes to release once it is taken (those of the delivery it ended, else 0); and the task
+    working through them."""
 
-    payloads: deque[bytes]
-    held: int
+    payloads: deque[tuple[bytes, bytes | None, int]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
+
+    def add(self, payloads: list[bytes], held: int) -> None:
+        last = len(payloads) - 1
+        self.payloads.extend((p, None, held if i == last else 0) for i, p in enumerate(payloads))
 
 
 @dataclass(slots=True, eq=False)
