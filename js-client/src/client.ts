@@ -1,6 +1,6 @@
 /**
  * `GlueberryClient` (docs/js-client.md): the browser side of the gateway protocol `glueberry.v1`
- * (docs/gateway-protocol.md), as the Python client gateway/src/glueberry_gateway/client_core.py
+ * (docs/gateway-protocol.md), as the Python client gateway/src/glueberry_gateway/client/core.py
  * does it. connection.ts runs the socket (auth, reconnects, drain, tokens); this file adds the
  * sessions: `open` by number, the gateway's `sign` requests answered only for libp2p Noise static
  * keys (§5.1), and the resume of §6 — recovered sessions continue (the outbox re-sends what the

@@ -1,6 +1,6 @@
 /**
- * Encoding and validation of gateway protocol messages (docs/gateway-protocol.md), both ways,
- * as gateway/src/glueberry_gateway/codec.py.
+ * Encoding and validation of gateway protocol messages (docs/gateway-protocol.md), both ways, as
+ * gateway/src/glueberry_gateway/protocol/ does it: control.py (control messages), frames.py (data).
  *
  * Control messages are JSON text frames; bytes inside them are base64url without padding.
  * Data is a binary frame: `01 ‖ session (u16 BE) ‖ n (u8) ‖ stream name (n) ‖ payload` (§5.2).
@@ -336,7 +336,7 @@ export function encodeClientMessage(message: ClientMessage): string {
 }
 
 /**
- * The gateway's parser of client messages (codec.py `decode_client_message`), for tests and
+ * The gateway's parser of client messages (protocol/control.py `decode_client_message`), for tests and
  * fake gateways: the same checks and codes.
  */
 export function decodeClientMessage(text: string, maxBytes = 16384, maxSessions = 64): ClientMessage {

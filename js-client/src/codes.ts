@@ -2,7 +2,7 @@
  * Close and error codes of the gateway protocol (docs/gateway-protocol.md §8): one list for
  * WebSocket close codes and the `code` of `error` / `closed` messages. 4000–4099 end the socket,
  * 4100–4199 refuse or end one session or request. The same list as
- * gateway/src/glueberry_gateway/codes.py (tests/gateway/test_js_client.py checks they agree).
+ * gateway/src/glueberry_gateway/protocol/codes.py (tests/gateway/test_js_client.py checks they agree).
  *
  * A plain `as const` object rather than a TypeScript `enum` (smaller: no reverse mapping):
  * `CloseCode.AuthFailed` is the number 4002, and `CloseCode` is also the type of any member.

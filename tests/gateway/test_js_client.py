@@ -1,7 +1,7 @@
 """The TypeScript client (js-client/) against the gateway.
 
 * ``test_codes_match``: ``js-client/src/codes.ts`` holds exactly the codes of
-  :class:`glueberry_gateway.codes.Code` (names CamelCase <-> UPPER_SNAKE, same numbers).
+  :class:`glueberry_gateway.protocol.codes.Code` (names CamelCase <-> UPPER_SNAKE, same numbers).
 * ``test_node_client_against_real_gateway``: a real gateway and a real python-sdk echo backend,
   and a Node script (js-client/test-integration/echo.mjs) that uses the built ``dist/`` with the
   ``ws`` package: auth, open (sign, handshake), encrypted echoes, a resume after a cut socket, a

@@ -1,4 +1,4 @@
-"""Gateway logs (glueberry_gateway.logs, docs/gateway.md "Logs"): the JSON line shape, the text
+"""Gateway logs (glueberry_gateway.server.logs, docs/gateway.md "Logs"): the JSON line shape, the text
 format, the audit logger's level, and that nothing secret-looking is ever written."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Gateway settings (glueberry_gateway.settings, docs/gateway.md "Settings"): loading the TOML
+"""Gateway settings (glueberry_gateway.server.settings, docs/gateway.md "Settings"): loading the TOML
 file, validation that names the key at fault, paths relative to the file, and the documentation
 of every limit with its real default."""
 

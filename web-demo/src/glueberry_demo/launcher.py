@@ -448,7 +448,7 @@ def start_demo(
         data_dir: where the keys live (kept); default a temporary directory deleted at close.
         static_dir: the page to serve.
         origins: more page origins to allow (127.0.0.1 and localhost on the port always are).
-        gateway_limits: overrides of :class:`glueberry_gateway.settings.Limits` fields
+        gateway_limits: overrides of :class:`glueberry_gateway.server.settings.Limits` fields
             (e.g. ``{"resume_grace": 2, "drain_reconnect_ms": 200}``).
         require_bundle: refuse to start without static/vendor/glueberry-client.js.
     """

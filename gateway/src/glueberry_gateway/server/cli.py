@@ -1,6 +1,6 @@
 """The ``glueberry-gateway`` command: run the gateway, check a configuration, manage its key.
 
-Run serves :func:`glueberry_gateway.app.create_app` with uvicorn. The one thing it changes in
+Run serves :func:`glueberry_gateway.server.app.create_app` with uvicorn. The one thing it changes in
 uvicorn is shutdown: uvicorn closes every WebSocket with 1012 *before* the app's lifespan shutdown
 runs, which would cut browsers off without the ``drain`` message. So :class:`GatewayServer` takes
 over SIGTERM/SIGINT: the first one runs :meth:`Gateway.drain` (readyz turns 503, new sockets are
