@@ -433,7 +433,7 @@ class Node:
 
     def _adopt(self, peer: Peer, stream: Stream, name: str, *, outbound: bool) -> GlueberryStream:
         """Read ``stream`` and make it the send stream for its name (the newest wins)."""
-        gstream = GlueberryStream(
+        return peer.streams.adopt(
             stream,
             name,
             outbound=outbound,
@@ -441,9 +441,6 @@ class Node:
             on_payloads=self._on_payloads,
             on_end=self._on_stream_end,
         )
-        peer.streams.add(gstream)
-        gstream.start()
-        return gstream
 
     async def _open_stream(self, peer: Peer, name: str) -> GlueberryStream:
         raw = await self._require_host().new_stream(

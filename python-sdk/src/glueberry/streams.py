@@ -234,6 +234,30 @@ class StreamTable:
         self._all[stream] = None
         self._send[stream.name] = stream
 
+    def adopt(
+        self,
+        stream: Stream,
+        name: str,
+        *,
+        outbound: bool,
+        max_frame_size: int,
+        on_payloads: PayloadHandler,
+        on_end: EndHandler,
+    ) -> GlueberryStream:
+        """Make a libp2p stream a Glueberry stream of this table (the newest of ``name``) and start
+        reading it — in that order, so that its callbacks find it here."""
+        gstream = GlueberryStream(
+            stream,
+            name,
+            outbound=outbound,
+            max_frame_size=max_frame_size,
+            on_payloads=on_payloads,
+            on_end=on_end,
+        )
+        self.add(gstream)
+        gstream.start()
+        return gstream
+
     def sender(self, name: str) -> GlueberryStream | None:
         """The stream to send ``name`` on, if one is open."""
         stream = self._send.get(name)

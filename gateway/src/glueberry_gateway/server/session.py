@@ -129,7 +129,7 @@ class BackendSession:
     # Backend -> browser.
 
     def _adopt(self, stream: Stream, name: str, *, outbound: bool) -> GlueberryStream:
-        gstream = GlueberryStream(
+        return self._streams.adopt(
             stream,
             name,
             outbound=outbound,
@@ -137,9 +137,6 @@ class BackendSession:
             on_payloads=self._from_backend,
             on_end=self._stream_ended,
         )
-        self._streams.add(gstream)
-        gstream.start()
-        return gstream
 
     def _from_backend(self, gstream: GlueberryStream, payloads: list[bytes], held: int) -> None:
         name = gstream.name
