@@ -12,9 +12,17 @@ and a message is at most 65535 bytes, so a transport record carries at most 6551
     <- e, ee, s, es       msg2, the responder's NoiseHandshakePayload
     -> s, se              msg3, the initiator's NoiseHandshakePayload; then Split()
 
-The payload proves the libp2p identity: an Ed25519 signature over ``noise-libp2p-static-key:`` ‖
-the sender's X25519 static key. The caller signs beforehand (the signer may be remote and
-asynchronous) and hands the finished signature to :class:`NoiseProtocol`.
+Theory of operation
+-------------------
+:class:`NoiseProtocol` frames the messages, runs the handshake as a generator parser that reads
+one framed message at a time, then encrypts and decrypts transport records with one AEAD per
+direction. The handshake's cryptography is :class:`~glueberry.p2p.noise_handshake.XXHandshake`
+(pure Noise, ``noise_handshake.py``); what the payloads say, the libp2p identity proof, is
+``noise_payload.py``: an Ed25519 signature over ``noise-libp2p-static-key:`` ‖ the sender's X25519
+static key. The caller signs beforehand (the signer may be remote and asynchronous) and hands the
+finished signature to :class:`NoiseProtocol`. Once the handshake completes the core keeps only the
+two transport ciphers and their nonces. This module is the layer's public face: every name the
+rest of the code uses is importable from here.
 """
 
 from __future__ import annotations
@@ -25,27 +33,29 @@ from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from .._reader import Parser, StreamReader
 from ..exceptions import (
     ConnectionClosed,
-    HandshakeError,
     InvalidArgument,
-    InvalidHandshakePayload,
-    InvalidKey,
-    InvalidSignature,
     InvalidState,
     LocalProtocolError,
     NoiseDecryptError,
-    PeerIDMismatch,
     RemoteProtocolError,
 )
-from . import _protobuf as pb
-from .keys import PeerID, public_key_from_protobuf, public_key_to_protobuf, verify_signature
-from .signer import NOISE_SIGNATURE_PREFIX
+from .keys import PeerID
+from .noise_handshake import (
+    MSG2_MIN,
+    MSG3_MIN,
+    PROTOCOL_NAME,
+    TAG_SIZE,
+    XXHandshake,
+    generate_static_key,
+    pack_nonce,
+)
+from .noise_payload import authenticate, check_identity_signature, encode_payload, noise_signature_payload
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -63,43 +73,11 @@ __all__ = [
 ]
 
 PROTOCOL_ID: Final = "/noise"
-PROTOCOL_NAME: Final = b"Noise_XX_25519_ChaChaPoly_SHA256"  # exactly HASHLEN bytes: h = name, no hashing
 MAX_MESSAGE_SIZE: Final = 65535
-TAG_SIZE: Final = 16
 MAX_PLAINTEXT_SIZE: Final = MAX_MESSAGE_SIZE - TAG_SIZE
-_DH_SIZE = 32
-_MSG2_MIN = _DH_SIZE + _DH_SIZE + TAG_SIZE + TAG_SIZE  # e, encrypted s, encrypted payload
-_MSG3_MIN = _DH_SIZE + TAG_SIZE + TAG_SIZE  # encrypted s, encrypted payload
 _MAX_NONCE = 2**64 - 1  # Noise §5.1: reserved, never used to encrypt
-_MAX_PAYLOAD_FIELDS = 1024
 
-_nonce = struct.Struct("<4xQ").pack  # ChaChaPoly nonce: 32 zero bits ‖ 64-bit little-endian counter
 _u16 = struct.Struct(">H")
-_SHA256 = hashes.SHA256()
-
-
-def noise_signature_payload(static_public_key: bytes) -> bytes:
-    """What the libp2p identity key signs: ``noise-libp2p-static-key:`` ‖ the X25519 static key."""
-    if len(static_public_key) != _DH_SIZE:
-        raise InvalidKey(f"X25519 public key must be 32 bytes, got {len(static_public_key)}")
-    return NOISE_SIGNATURE_PREFIX + bytes(static_public_key)
-
-
-def check_identity_signature(identity_key: bytes, signature: bytes, static_public_key: bytes) -> None:
-    """Raise :class:`LocalProtocolError` unless ``signature`` is ``identity_key``'s signature over
-    :func:`noise_signature_payload` of the static public key: our proof must verify before it is
-    sent, or the remote rejects the handshake with nothing to say why."""
-    payload = noise_signature_payload(static_public_key)
-    if not verify_signature(bytes(identity_key), bytes(signature), payload):
-        raise LocalProtocolError(
-            "the identity signature does not verify: it must be the identity key's signature "
-            "over noise_signature_payload(static public key)"
-        )
-
-
-def generate_static_key() -> X25519PrivateKey:
-    """A fresh Noise static key (the spec allows one per session and advises never storing it)."""
-    return X25519PrivateKey.generate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,128 +105,6 @@ class EOFReceived:
 NoiseEvent: TypeAlias = HandshakeCompleted | DataReceived | EOFReceived
 
 
-# --- Noise Protocol Framework §4–§5: hash, HKDF, SymmetricState ------------------------------------
-
-
-def _hash(data: bytes) -> bytes:
-    h = hashes.Hash(_SHA256)
-    h.update(data)
-    return h.finalize()
-
-
-def _hmac(key: bytes, data: bytes) -> bytes:
-    h = hmac.HMAC(key, _SHA256)
-    h.update(data)
-    return h.finalize()
-
-
-def _hkdf2(chaining_key: bytes, ikm: bytes) -> tuple[bytes, bytes]:
-    """Noise §4.3 HKDF with two outputs."""
-    temp_key = _hmac(chaining_key, ikm)
-    out1 = _hmac(temp_key, b"\x01")
-    return out1, _hmac(temp_key, out1 + b"\x02")
-
-
-def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
-    try:
-        return private.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:  # a low-order point gives the all-zero secret, which OpenSSL refuses
-        raise HandshakeError("the remote sent an invalid X25519 key") from exc
-
-
-def _public_bytes(key: X25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes_raw()
-
-
-class _SymmetricState:
-    """Noise §5.2 SymmetricState with its CipherState (§5.1) folded in."""
-
-    __slots__ = ("_aead", "_n", "ck", "h")
-
-    def __init__(self) -> None:
-        self.h = PROTOCOL_NAME
-        self.ck = PROTOCOL_NAME
-        self._aead: ChaCha20Poly1305 | None = None
-        self._n = 0
-        self.mix_hash(b"")  # the empty prologue
-
-    def mix_hash(self, data: bytes) -> None:
-        self.h = _hash(self.h + data)
-
-    def mix_key(self, ikm: bytes) -> None:
-        self.ck, temp_key = _hkdf2(self.ck, ikm)
-        self._aead = ChaCha20Poly1305(temp_key)
-        self._n = 0
-
-    def encrypt_and_hash(self, plaintext: bytes) -> bytes:
-        if self._aead is None:
-            ciphertext = plaintext
-        else:
-            ciphertext = self._aead.encrypt(_nonce(self._n), plaintext, self.h)
-            self._n += 1
-        self.mix_hash(ciphertext)
-        return ciphertext
-
-    def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
-        if self._aead is None:
-            plaintext = ciphertext
-        else:
-            try:
-                plaintext = self._aead.decrypt(_nonce(self._n), ciphertext, self.h)
-            except InvalidTag as exc:
-                raise NoiseDecryptError("a Noise handshake message failed authentication") from exc
-            self._n += 1
-        self.mix_hash(ciphertext)
-        return plaintext
-
-    def split(self) -> tuple[bytes, bytes]:
-        return _hkdf2(self.ck, b"")
-
-
-# --- the libp2p handshake payload (noise/README.md "The libp2p Handshake Payload") ------------------
-
-
-def _encode_payload(identity_key: bytes, signature: bytes, stream_muxers: Sequence[str]) -> bytes:
-    payload = pb.encode_bytes_field(1, public_key_to_protobuf(identity_key))
-    payload += pb.encode_bytes_field(2, signature)
-    if stream_muxers:
-        extensions = b"".join(pb.encode_bytes_field(2, name.encode()) for name in stream_muxers)
-        payload += pb.encode_bytes_field(4, extensions)
-    return payload
-
-
-def _decode_payload(data: bytes) -> tuple[bytes, bytes, tuple[str, ...]]:
-    """Return (raw Ed25519 identity key, signature, stream muxers); unknown fields are skipped.
-
-    Raises:
-        HandshakeError: empty or malformed payload, no identity key, or not an Ed25519 key.
-    """
-    if not data:
-        raise InvalidHandshakePayload("the remote's Noise handshake payload is empty: no identity was sent")
-    try:
-        fields = pb.decode_fields(data, max_fields=_MAX_PAYLOAD_FIELDS)
-        key_proto = pb.single_bytes(fields, 1)
-        signature = pb.single_bytes(fields, 2) or b""
-        # A repeated occurrence of a message field merges: its repeated fields concatenate.
-        muxers: list[str] = []
-        for extensions in pb.repeated_bytes(fields, 4):
-            ext_fields = pb.decode_fields(extensions, max_fields=_MAX_PAYLOAD_FIELDS)
-            for raw in pb.repeated_bytes(ext_fields, 2):
-                try:
-                    muxers.append(raw.decode())
-                except UnicodeDecodeError:
-                    continue  # proto2 does not validate strings; a name we cannot read matches nothing
-    except RemoteProtocolError as exc:
-        raise InvalidHandshakePayload(f"malformed Noise handshake payload: {exc}") from exc
-    if not key_proto:
-        raise InvalidHandshakePayload("the remote's Noise handshake payload has no identity key")
-    try:
-        identity_key = public_key_from_protobuf(key_proto)
-    except InvalidKey as exc:
-        raise InvalidHandshakePayload(f"the remote's identity key is not usable: {exc}") from exc
-    return identity_key, signature, tuple(muxers)
-
-
 # --- the core ------------------------------------------------------------------------------------
 
 _HANDSHAKE = "handshake"
@@ -270,25 +126,20 @@ class NoiseProtocol:
     """
 
     __slots__ = (
-        "_e",
         "_eof",
         "_events",
         "_expected_peer",
+        "_hs",
         "_in",
         "_initiator",
         "_out",
         "_parser",
-        "_payload",
-        "_re",
         "_reader",
         "_recv",
         "_recv_n",
         "_remote_peer_id",
-        "_s",
-        "_s_pub",
         "_send",
         "_send_n",
-        "_ss",
         "_state",
     )
 
@@ -329,24 +180,21 @@ class NoiseProtocol:
         if isinstance(stream_muxers, str) or not all(isinstance(m, str) and m for m in stream_muxers):
             raise InvalidArgument("stream_muxers must be a sequence of non-empty protocol IDs")
         self._initiator = initiator
-        self._s = static_key
-        self._s_pub = _public_bytes(static_key)
         identity_key = bytes(identity_key)
         identity_signature = bytes(identity_signature)
-        self._payload = _encode_payload(identity_key, identity_signature, stream_muxers)
+        payload = encode_payload(identity_key, identity_signature, stream_muxers)
+        hs = XXHandshake(static_key, payload)
         if not signature_checked:
-            check_identity_signature(identity_key, identity_signature, self._s_pub)
-        overhead = _MSG3_MIN if initiator else _MSG2_MIN
-        if len(self._payload) + overhead > MAX_MESSAGE_SIZE:
+            check_identity_signature(identity_key, identity_signature, hs.static_public_key)
+        overhead = MSG3_MIN if initiator else MSG2_MIN
+        if len(payload) + overhead > MAX_MESSAGE_SIZE:
             raise LocalProtocolError(
-                f"the Noise handshake payload is {len(self._payload)} bytes: it does not fit in one "
+                f"the Noise handshake payload is {len(payload)} bytes: it does not fit in one "
                 f"{MAX_MESSAGE_SIZE}-byte message"
             )
         self._expected_peer = expected_peer
         self._remote_peer_id: PeerID | None = None
-        self._ss = _SymmetricState()
-        self._e: X25519PrivateKey | None = None
-        self._re = b""
+        self._hs: XXHandshake | None = hs  # None once the transport keys are split off
         self._state = _HANDSHAKE
         self._eof = False
         self._events: list[NoiseEvent] = []
@@ -359,7 +207,7 @@ class NoiseProtocol:
         self._recv_n = 0
         self._in = bytearray()  # an incomplete transport record, at most 65536 bytes
         if initiator:
-            self._queue_message(self._write_msg1())
+            self._queue_message(hs.write_msg1())
         self._parser = self._handshake()
         next(self._parser)  # run to the first read
 
@@ -456,7 +304,7 @@ class NoiseProtocol:
             if size:
                 if n >= _MAX_NONCE:
                     self._nonce_exhausted()
-                ciphertext = self._send.encrypt(_nonce(n), data, None)  # type: ignore[union-attr]
+                ciphertext = self._send.encrypt(pack_nonce(n), data, None)  # type: ignore[union-attr]
                 self._out.append(_u16.pack(len(ciphertext)) + ciphertext)
                 self._send_n = n + 1
             return
@@ -466,7 +314,7 @@ class NoiseProtocol:
         out = self._out
         view = memoryview(data).cast("B")
         for start in range(0, size, MAX_PLAINTEXT_SIZE):
-            ciphertext = encrypt(_nonce(n), view[start : start + MAX_PLAINTEXT_SIZE], None)
+            ciphertext = encrypt(pack_nonce(n), view[start : start + MAX_PLAINTEXT_SIZE], None)
             out.append(_u16.pack(len(ciphertext)) + ciphertext)
             n += 1
         self._send_n = n
@@ -479,17 +327,19 @@ class NoiseProtocol:
     # --- handshake (Noise §5.3, pattern XX) ------------------------------------------------------
 
     def _handshake(self) -> Parser[None]:
+        hs = self._hs
+        assert hs is not None
         if self._initiator:
             msg2 = yield from self._read_message()
-            completed = self._read_msg2(msg2)
-            self._queue_message(self._write_msg3())
+            completed = self._authenticate(*hs.read_msg2(msg2))
+            self._queue_message(hs.write_msg3())
         else:
             msg1 = yield from self._read_message()
-            self._read_msg1(msg1)
-            self._queue_message(self._write_msg2())
+            hs.read_msg1(msg1)
+            self._queue_message(hs.write_msg2())
             msg3 = yield from self._read_message()
-            completed = self._read_msg3(msg3)
-        self._start_transport()
+            completed = self._authenticate(*hs.read_msg3(msg3))
+        self._start_transport(hs)
         self._events.append(completed)
 
     def _read_message(self) -> Parser[bytes]:
@@ -509,85 +359,17 @@ class NoiseProtocol:
     def _queue_message(self, message: bytes) -> None:
         self._out.append(_u16.pack(len(message)) + message)
 
-    def _write_msg1(self) -> bytes:  # -> e
-        self._e = X25519PrivateKey.generate()
-        e_pub = _public_bytes(self._e)
-        self._ss.mix_hash(e_pub)
-        return e_pub + self._ss.encrypt_and_hash(b"")
-
-    def _read_msg1(self, message: bytes) -> None:  # -> e
-        if len(message) < _DH_SIZE:
-            raise RemoteProtocolError(f"Noise message 1 is {len(message)} bytes, shorter than a key")
-        self._re = message[:_DH_SIZE]
-        self._ss.mix_hash(self._re)
-        # The payload must be empty; like go-libp2p we hash and ignore whatever is there.
-        self._ss.decrypt_and_hash(message[_DH_SIZE:])
-
-    def _write_msg2(self) -> bytes:  # <- e, ee, s, es
-        ss = self._ss
-        self._e = X25519PrivateKey.generate()
-        e_pub = _public_bytes(self._e)
-        ss.mix_hash(e_pub)
-        ss.mix_key(_dh(self._e, self._re))
-        encrypted_s = ss.encrypt_and_hash(self._s_pub)
-        ss.mix_key(_dh(self._s, self._re))
-        return e_pub + encrypted_s + ss.encrypt_and_hash(self._payload)
-
-    def _read_msg2(self, message: bytes) -> HandshakeCompleted:  # <- e, ee, s, es
-        if len(message) < _MSG2_MIN:
-            raise RemoteProtocolError(f"Noise message 2 is {len(message)} bytes, shorter than {_MSG2_MIN}")
-        ss = self._ss
-        assert self._e is not None
-        self._re = message[:_DH_SIZE]
-        ss.mix_hash(self._re)
-        ss.mix_key(_dh(self._e, self._re))
-        rs = ss.decrypt_and_hash(message[_DH_SIZE : 2 * _DH_SIZE + TAG_SIZE])
-        ss.mix_key(_dh(self._e, rs))
-        payload = ss.decrypt_and_hash(message[2 * _DH_SIZE + TAG_SIZE :])
-        return self._authenticate(payload, rs)
-
-    def _write_msg3(self) -> bytes:  # -> s, se
-        ss = self._ss
-        encrypted_s = ss.encrypt_and_hash(self._s_pub)
-        ss.mix_key(_dh(self._s, self._re))
-        return encrypted_s + ss.encrypt_and_hash(self._payload)
-
-    def _read_msg3(self, message: bytes) -> HandshakeCompleted:  # -> s, se
-        if len(message) < _MSG3_MIN:
-            raise RemoteProtocolError(f"Noise message 3 is {len(message)} bytes, shorter than {_MSG3_MIN}")
-        ss = self._ss
-        assert self._e is not None
-        rs = ss.decrypt_and_hash(message[: _DH_SIZE + TAG_SIZE])
-        ss.mix_key(_dh(self._e, rs))
-        payload = ss.decrypt_and_hash(message[_DH_SIZE + TAG_SIZE :])
-        return self._authenticate(payload, rs)
-
-    def _authenticate(self, payload: bytes, remote_static: bytes) -> HandshakeCompleted:
-        """noise/README.md "Static Key Authentication": the identity key signs the static key."""
-        identity_key, signature, muxers = _decode_payload(payload)
-        peer_id = PeerID.from_public_key(identity_key)
-        if not verify_signature(identity_key, signature, noise_signature_payload(remote_static)):
-            raise InvalidSignature(
-                "the remote's identity signature over its Noise static key does not verify",
-                peer_id=str(peer_id),
-            )
-        if self._expected_peer is not None and peer_id != self._expected_peer:
-            raise PeerIDMismatch(
-                f"dialled {self._expected_peer} but the remote proved {peer_id}",
-                peer_id=str(self._expected_peer),
-            )
+    def _authenticate(self, remote_static: bytes, payload: bytes) -> HandshakeCompleted:
+        peer_id, identity_key, muxers = authenticate(payload, remote_static, self._expected_peer)
         self._remote_peer_id = peer_id
         return HandshakeCompleted(peer_id, identity_key, remote_static, muxers)
 
-    def _start_transport(self) -> None:
-        k1, k2 = self._ss.split()
+    def _start_transport(self, hs: XXHandshake) -> None:
+        k1, k2 = hs.split()
         send, recv = (k1, k2) if self._initiator else (k2, k1)
         self._send = ChaCha20Poly1305(send)
         self._recv = ChaCha20Poly1305(recv)
-        # Drop what the handshake no longer needs, ephemeral secrets first.
-        self._e = None
-        self._ss = _SymmetricState()
-        self._payload = b""
+        self._hs = None  # drop what the handshake no longer needs, ephemeral secrets included
 
     # --- transport -------------------------------------------------------------------------------
 
@@ -622,7 +404,7 @@ class NoiseProtocol:
                         if n >= _MAX_NONCE:
                             raise RemoteProtocolError("the Noise receive nonce is exhausted")
                         with memoryview(pending) as record:
-                            plaintext = decrypt(_nonce(n), record[2:], None)
+                            plaintext = decrypt(pack_nonce(n), record[2:], None)
                         n += 1
                         if plaintext:
                             chunks.append(plaintext)
@@ -635,7 +417,7 @@ class NoiseProtocol:
                     break
                 if n >= _MAX_NONCE:
                     raise RemoteProtocolError("the Noise receive nonce is exhausted")
-                plaintext = decrypt(_nonce(n), view[pos + 2 : stop], None)
+                plaintext = decrypt(pack_nonce(n), view[pos + 2 : stop], None)
                 n += 1
                 if plaintext:
                     chunks.append(plaintext)
