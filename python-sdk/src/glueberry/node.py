@@ -351,7 +351,9 @@ class Node:
             payload = peer.cipher.encrypt(data)
         for attempt in range(3):
             try:
-                stream = await peer.send_stream(stream_name, lambda: self._open_stream(peer, stream_name))
+                stream = peer.streams.sender(stream_name) or await peer.send_stream(
+                    stream_name, lambda: self._open_stream(peer, stream_name)
+                )
                 await stream.send(payload)
                 break
             except StreamClosed:

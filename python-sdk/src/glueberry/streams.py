@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Final
 
@@ -76,9 +77,10 @@ class GlueberryStream:
     __slots__ = (
         "__weakref__",
         "_decoder",
-        "_lock",
         "_on_end",
         "_on_payloads",
+        "_waiting",
+        "_writing",
         "closed",
         "name",
         "outbound",
@@ -100,7 +102,8 @@ class GlueberryStream:
         self.outbound = outbound
         self.closed = False
         self._decoder = FrameDecoder(max_frame_size)
-        self._lock: asyncio.Lock | None = None  # made on the first send (idle streams are many)
+        self._writing = False  # a send is inside its frame
+        self._waiting: deque[asyncio.Future[None]] | None = None  # senders behind it (made when needed)
         self._on_payloads = on_payloads
         self._on_end = on_end
 
@@ -126,15 +129,38 @@ class GlueberryStream:
         if self.closed:
             raise StreamClosed("stream is closed", peer_id=str(self.peer_id), stream=self.name)
         data = frame_header(len(payload)) + payload
-        lock = self._lock
-        if lock is None:
-            lock = self._lock = asyncio.Lock()
-        async with lock:
+        # One frame at a time: a write that waits for window must not let another frame in.
+        # (Not an asyncio.Lock: this is the per-message path and the wait is rare.)
+        while self._writing:
+            waiting = self._waiting
+            if waiting is None:
+                waiting = self._waiting = deque()
+            turn = asyncio.get_running_loop().create_future()
+            waiting.append(turn)
             try:
-                await self.stream.write(data)
-            except StreamClosed:
-                self.closed = True
+                await turn
+            except BaseException:
+                if turn.done() and not turn.cancelled():  # woken, then cancelled: pass the turn on
+                    self._wake_next()
                 raise
+        self._writing = True
+        try:
+            await self.stream.write(data)
+        except StreamClosed:
+            self.closed = True
+            raise
+        finally:
+            self._writing = False
+            if self._waiting:
+                self._wake_next()
+
+    def _wake_next(self) -> None:
+        waiting = self._waiting
+        while waiting:  # the next sender still waiting (one that gave up is skipped)
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     def release(self, held: int) -> None:
         """``held`` window bytes of delivered payloads are taken care of: the remote may send more."""

@@ -110,6 +110,25 @@ class TestFraming:
         assert await wait_for(lambda: len(far.payloads) == 8, 5)
         assert sorted(far.payloads) == sorted(payloads)
 
+    async def test_a_sender_that_gives_up_does_not_block_the_others(self, pair: Pair) -> None:
+        raw_out, raw_in = await pair.open()
+        far = Receiver(release=False)  # the window fills: a send waits inside its frame
+        sender = Receiver().wrap(raw_out)
+        receiver = far.wrap(raw_in)
+        big = [bytes([100 + i]) * 60_000 for i in range(8)]
+        writes = asyncio.gather(*(sender.send(p) for p in big))
+        await asyncio.sleep(0.1)
+        small = [asyncio.ensure_future(sender.send(bytes([i]) * 10)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(s.done() for s in small)  # waiting their turn
+        small[0].cancel()  # gives up while waiting
+        receiver.release(far.held)
+        far.release = True
+        await asyncio.wait_for(asyncio.gather(writes, *small[1:]), 5)
+        assert await wait_for(lambda: len(far.payloads) == 10, 5)
+        assert sorted(far.payloads[:8]) == sorted(big)
+        assert far.payloads[8:] == [bytes([1]) * 10, bytes([2]) * 10]  # the one that gave up never went
+
     def test_protocol_ids(self) -> None:
         assert protocol_id("chat") == "/glueberry/stream/chat/1.0.0"
         assert stream_name_of("/glueberry/stream/chat/1.0.0") == "chat"

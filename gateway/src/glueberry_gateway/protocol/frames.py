@@ -62,7 +62,7 @@ def check_stream_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per relayed frame, and a frozen one costs 3x to make
 class DataFrame:
     session: int
     stream: str

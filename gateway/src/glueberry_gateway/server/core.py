@@ -45,7 +45,7 @@ from ..protocol.auth import Challenge, verify_auth
 from ..protocol.codes import CloseSocket, Code, is_socket_level
 from ..protocol.control import ClientMessage, GatewayLimits, ResumeOutcome
 from ..protocol.errors import ProtocolViolation, error_of
-from ..protocol.frames import decode_batch, decode_data_frame, is_batch
+from ..protocol.frames import BATCH_KIND, decode_batch, decode_data_frame
 from .admission import SocketRates
 from .events import (
     AuthAccepted,
@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 RESUME_TOKEN_SIZE: Final = 24
+_BATCH: Final = bytes((BATCH_KIND,))
 
 S = TypeVar("S")  # what the driver keeps per session (the core never looks inside)
 
@@ -186,7 +187,7 @@ class ServerProtocol(Generic[S]):
     def receive_text(self, text: str, now: float) -> None:
         """Feed one text message. After calling this method: call :meth:`events_received` and
         :meth:`data_to_send`."""
-        if self.closing:
+        if self.close_code is not None:
             return
         try:
             if self.state is ServerState.AWAIT_AUTH:
@@ -203,14 +204,14 @@ class ServerProtocol(Generic[S]):
     def receive_binary(self, data: bytes, now: float) -> None:
         """Feed one binary message (a data frame or a batch, §5.2, §5.6): each frame becomes a
         :class:`DataReceived`, or an ``error`` about it. Contract as :meth:`receive_text`."""
-        if self.closing:
+        if self.close_code is not None:
             return
         try:
             if self.state is not ServerState.READY:
                 self.fail(Code.PROTOCOL_ERROR, "binary frame before auth")
                 return
             max_bytes = self.limits.max_frame_bytes
-            frames = decode_batch(data, max_bytes=max_bytes) if is_batch(data) else None
+            frames = decode_batch(data, max_bytes=max_bytes) if data[:1] == _BATCH else None
             # each frame of a batch counts (§7)
             if not self._rates.allow(now, 1 if frames is None else len(frames), len(data)):
                 raise ProtocolViolation(Code.RATE_LIMITED, "too many messages or bytes per second")

@@ -128,7 +128,11 @@ class Gateway:
             )
             await websocket.close(int(refusal.code), refusal.message)
             return
-        socket = BrowserSocket(self, websocket, ip)
+        try:
+            socket = BrowserSocket(self, websocket, ip)
+        except BaseException:
+            await self.admission.release(ip)  # what admit() counted in
+            raise
         self.sockets.add(socket)
         self.metrics.sockets.inc()
         try:

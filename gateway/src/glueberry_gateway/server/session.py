@@ -148,7 +148,7 @@ class BackendSession:
         frames = [header + payload for payload in payloads]
         link = self.link
         self.buffer.append(frames, attached=link is not None)
-        ack = functools.partial(gstream.release, held) if held else None
+        ack = functools.partial(gstream.stream.acknowledge, held) if held else None  # its release()
         if link is not None:
             link.send_frames(frames, ack)
         elif ack is not None:

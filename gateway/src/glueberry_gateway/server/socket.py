@@ -45,6 +45,7 @@ from .events import (
     CloseRequested,
     DataReceived,
     OpenRequested,
+    ServerEvent,
     SignatureAnswered,
     TokenChanged,
 )
@@ -143,13 +144,27 @@ class BrowserSocket:
         writer = asyncio.ensure_future(self.outbound.run())
         try:
             await self._authenticate()
-            while not self.core.closing:
+            core, outbound = self.core, self.outbound
+            while core.close_code is None:
                 message = await self._receive()
                 if isinstance(message, bytes):
-                    self.core.receive_binary(message, self._last_read)
+                    core.receive_binary(message, self._last_read)
                 else:
-                    self.core.receive_text(message, self._last_read)
-                await self._act()
+                    core.receive_text(message, self._last_read)
+                for event in core.events_received():
+                    if type(event) is DataReceived:  # by far the most frequent: no call in between
+                        try:
+                            await event.session.send(event.stream, event.payload)
+                        except (TooManyStreams, BackendClosed) as exc:
+                            self._relay_failed(event, exc)
+                            continue
+                        traffic = self._traffic
+                        traffic.frames_to_backend += 1
+                        traffic.bytes_to_backend += len(event.payload)
+                    else:
+                        await self._act_on(event)
+                for item in core.data_to_send():
+                    outbound.push(item)
         except WebSocketDisconnect:
             pass
         except asyncio.CancelledError:
@@ -200,50 +215,45 @@ class BrowserSocket:
         return data
 
     async def _act(self) -> None:
-        """Do what the core's events ask, in order; then write what it produced."""
-        core = self.core
-        for event in core.events_received():
-            if type(event) is DataReceived:  # first: by far the most frequent
-                await self._relay(event)
-            elif isinstance(event, AuthAccepted):
-                await self._accepted(event)
-            elif isinstance(event, AuthRefused):
-                self.owner.metrics.auth_failures.labels(event.code.name).inc()
-                _audit.info(
-                    "auth failed",
-                    extra={"event": "auth", "ok": False, "ip": self.client_ip, "code": event.code.name},
-                )
-            elif isinstance(event, OpenRequested):
-                self.owner.spawn(self._open(event))
-            elif isinstance(event, SignatureAnswered):
-                future = self._signs.pop(event.id, None)
-                if future is not None and not future.done():
-                    if event.signature is None:
-                        future.set_exception(SignatureInvalid("the browser refused to sign"))
-                    else:
-                        future.set_result(event.signature)
-            elif isinstance(event, CloseRequested):
-                self.owner.end_session(event.session, Code.NORMAL, self)
-            elif isinstance(event, TokenChanged):
-                self._schedule_token_expiry(event.expires_at)
+        """Before the socket is ready (no data frames yet): do what the core's events ask, in
+        order; then write what it produced. The data path is :meth:`run`'s loop."""
+        for event in self.core.events_received():
+            await self._act_on(event)
         self._flush()
+
+    async def _act_on(self, event: ServerEvent[BackendSession]) -> None:
+        """What any event but a data frame asks."""
+        if isinstance(event, AuthAccepted):
+            await self._accepted(event)
+        elif isinstance(event, AuthRefused):
+            self.owner.metrics.auth_failures.labels(event.code.name).inc()
+            _audit.info(
+                "auth failed",
+                extra={"event": "auth", "ok": False, "ip": self.client_ip, "code": event.code.name},
+            )
+        elif isinstance(event, OpenRequested):
+            self.owner.spawn(self._open(event))
+        elif isinstance(event, SignatureAnswered):
+            future = self._signs.pop(event.id, None)
+            if future is not None and not future.done():
+                if event.signature is None:
+                    future.set_exception(SignatureInvalid("the browser refused to sign"))
+                else:
+                    future.set_result(event.signature)
+        elif isinstance(event, CloseRequested):
+            self.owner.end_session(event.session, Code.NORMAL, self)
+        elif isinstance(event, TokenChanged):
+            self._schedule_token_expiry(event.expires_at)
 
     def _flush(self) -> None:
         for item in self.core.data_to_send():
             self.outbound.push(item)
 
-    async def _relay(self, event: DataReceived[BackendSession]) -> None:
-        try:
-            await event.session.send(event.stream, event.payload)
-        except (TooManyStreams, BackendClosed) as exc:
-            reason = "too_many_streams" if isinstance(exc, TooManyStreams) else "backend_stream"
-            self.owner.metrics.drops.labels(reason).inc()
-            _log.info("session %d: send on %s failed: %s", event.number, event.stream, exc)
-            self.core.data_failed(event.number, exc)
-            return
-        traffic = self._traffic
-        traffic.frames_to_backend += 1
-        traffic.bytes_to_backend += len(event.payload)
+    def _relay_failed(self, event: DataReceived[BackendSession], exc: TooManyStreams | BackendClosed) -> None:
+        reason = "too_many_streams" if isinstance(exc, TooManyStreams) else "backend_stream"
+        self.owner.metrics.drops.labels(reason).inc()
+        _log.info("session %d: send on %s failed: %s", event.number, event.stream, exc)
+        self.core.data_failed(event.number, exc)
 
     async def _accepted(self, event: AuthAccepted) -> None:
         owner = self.owner

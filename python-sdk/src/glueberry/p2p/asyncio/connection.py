@@ -324,13 +324,29 @@ class Connection(asyncio.Protocol):
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _handle_events(self, events: list[ConnectionEvent]) -> None:
-        for event in events:
+        count = len(events)
+        i = 0
+        while i < count:
+            event = events[i]
+            i += 1
             if isinstance(event, yamux.DataReceived):  # first: by far the most frequent
+                data = event.data
+                if i < count:  # the frames of one stream read together go to it as one chunk
+                    run = [data]
+                    while (
+                        i < count
+                        and type(nxt := events[i]) is yamux.DataReceived
+                        and nxt.stream_id == event.stream_id
+                    ):
+                        run.append(nxt.data)
+                        i += 1
+                    if len(run) > 1:
+                        data = b"".join(run)
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream._on_data(event.data)
+                    stream._on_data(data)
                 else:  # a stream we reset or gave up on: let the remote's window go
-                    self.core.consume(event.stream_id, len(event.data))
+                    self.core.consume(event.stream_id, len(data))
             elif isinstance(event, yamux.WindowUpdated):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
