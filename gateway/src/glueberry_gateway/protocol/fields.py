@@ -162,8 +162,13 @@ def load(text: str | bytes, max_bytes: int) -> dict[str, Any]:
     return obj
 
 
+_AS_IS = frozenset((int, str, bool, float))
+
+
 def wire(value: Any) -> Any:
     """A field's JSON form: bytes as base64url, peer IDs as strings, small records as objects."""
+    if type(value) in _AS_IS:  # most fields: numbers and names
+        return value
     if isinstance(value, bytes):
         return b64e(value)
     if isinstance(value, PeerID):
