@@ -267,18 +267,25 @@ class TestSessions:
         pair.server.receive_text(text, pair.now)
         assert error_of(str(pair.server.data_to_send()[0]))["code"] == Code.BACKEND_UNKNOWN
 
-    def test_a_failed_dial_answers_the_open(self) -> None:
+    @pytest.mark.parametrize(
+        ("failure", "code"),
+        [
+            (BackendUnavailable("cannot reach chat"), Code.BACKEND_UNAVAILABLE),
+            (SignTimeout("no signature in time"), Code.SIGN_TIMEOUT),  # named by the one table
+        ],
+    )
+    def test_a_failed_dial_answers_the_open(self, failure: Exception, code: Code) -> None:
         pair = make_pair()
         pair.authenticate()
         number = pair.client.open("chat")
         pair.to_server()
         (request,) = pair.take_server_events()
         assert isinstance(request, OpenRequested)
-        pair.server.open_failed(request.id, number, BackendUnavailable("cannot reach chat"))
+        pair.server.open_failed(request.id, number, failure)
         pair.to_client()
         (failed,) = pair.take_client_events()
         assert isinstance(failed, SessionOpenFailed)
-        assert failed.error.code == Code.BACKEND_UNAVAILABLE
+        assert failed.error.code == code
         assert pair.server.opening == set()
 
     def test_sign_answers(self) -> None:
@@ -465,20 +472,6 @@ def test_socket_level_errors_are_sent_before_the_close() -> None:
     assert out[1] == CloseSocket(Code.PROTOCOL_ERROR, "control message is not JSON")
     pair.to_client()
     assert [type(e) for e in pair.take_client_events()] == []  # the error came with the core's own close
-
-
-def test_a_sign_timeout_is_named_by_the_one_table() -> None:
-    pair = make_pair()
-    pair.authenticate()
-    number = pair.client.open("chat")
-    pair.to_server()
-    (request,) = pair.take_server_events()
-    assert isinstance(request, OpenRequested)
-    pair.server.open_failed(request.id, number, SignTimeout("no signature in time"))
-    pair.to_client()
-    (failed,) = pair.take_client_events()
-    assert isinstance(failed, SessionOpenFailed)
-    assert failed.error.code == Code.SIGN_TIMEOUT
 
 
 def test_gateway_errors_reach_a_client() -> None:

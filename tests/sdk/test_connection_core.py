@@ -19,23 +19,7 @@ from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
 from glueberry.p2p.multistream import MultistreamClient, encode_message
 from glueberry.p2p.noise import generate_static_key, noise_signature_payload
 from tests.helpers import pump
-
-
-def side(
-    initiator: bool, *, expected: PeerID | None = None, inline: bool = True
-) -> tuple[ConnectionCore, PeerID]:
-    identity = generate_private_key()
-    static = generate_static_key()
-    signature = identity.sign(noise_signature_payload(static.public_key().public_bytes_raw()))
-    core = ConnectionCore(
-        initiator=initiator,
-        static_key=static,
-        identity_key=public_key_bytes(identity),
-        identity_signature=signature,
-        expected_peer=expected,
-        inline_muxer=inline,
-    )
-    return core, PeerID.from_private_key(identity)
+from tests.sdk.cores import side
 
 
 def pair(*, inline_client: bool = True, inline_server: bool = True) -> tuple[ConnectionCore, ConnectionCore]:

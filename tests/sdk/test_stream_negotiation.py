@@ -8,8 +8,6 @@ multistream bytes itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from glueberry.exceptions import (
@@ -28,31 +26,12 @@ from glueberry.p2p.connection import (
     StreamNegotiationFailed,
     UpgradeCompleted,
 )
-from glueberry.p2p.keys import PeerID, generate_private_key, public_key_bytes
 from glueberry.p2p.multistream import HEADER, MAX_PROPOSALS, NA, encode_message
-from glueberry.p2p.noise import generate_static_key, noise_signature_payload
 from tests.helpers import pump, splits
+from tests.sdk.cores import Supports, side
 
 ECHO = "/echo/1.0.0"
 OTHER = "/other/1.0.0"
-Supports = Callable[[str], bool]
-
-
-def make_core(
-    initiator: bool, supports: Supports | None, expected: PeerID | None = None
-) -> tuple[ConnectionCore, PeerID]:
-    identity = generate_private_key()
-    static = generate_static_key()
-    signature = identity.sign(noise_signature_payload(static.public_key().public_bytes_raw()))
-    core = ConnectionCore(
-        initiator=initiator,
-        static_key=static,
-        identity_key=public_key_bytes(identity),
-        identity_signature=signature,
-        expected_peer=expected,
-        supports=supports,
-    )
-    return core, PeerID.from_private_key(identity)
 
 
 def muxed_pair(
@@ -60,8 +39,8 @@ def muxed_pair(
 ) -> tuple[ConnectionCore, ConnectionCore]:
     """A dialler and a listener, upgraded; ``client`` / ``server``: what each side's inbound
     streams may use (None: they are plain)."""
-    listener, listener_id = make_core(False, server)
-    dialler, _ = make_core(True, client, expected=listener_id)
+    listener, listener_id = side(False, supports=server)
+    dialler, _ = side(True, supports=client, expected=listener_id)
     pump(dialler, listener)
     assert UpgradeCompleted() in dialler.events_received()
     assert UpgradeCompleted() in listener.events_received()
