@@ -35,9 +35,11 @@ def peer_id_from_seed(seed: bytes) -> str:
     return str(base58.b58encode(b"\x00" + bytes([len(proto)]) + proto).decode())
 
 
-async def connected_pair(start_peer: StartPeer, *args_a: str) -> tuple[GoPeer, GoPeer, dict[str, Any]]:
+async def connected_pair(
+    start_peer: StartPeer, *args_a: str, args_b: tuple[str, ...] = ()
+) -> tuple[GoPeer, GoPeer, dict[str, Any]]:
     a = await start_peer(*args_a, name="a")
-    b = await start_peer(name="b")
+    b = await start_peer(*args_b, name="b")
     reply = await a.request("connect", peer_id=b.peer_id, addrs=b.addrs)
     return a, b, reply
 
@@ -153,7 +155,9 @@ class TestConnect:
 
 class TestStreams:
     async def test_echo_100_streams(self, start_peer: StartPeer) -> None:
-        a, b, _ = await connected_pair(start_peer)
+        # go-libp2p's default limits allow 75 inbound streams per protocol and peer at once: on a
+        # loaded machine more than 75 of the 100 are still open together, and b resets the rest
+        a, b, _ = await connected_pair(start_peer, args_b=("--unlimited-resources",))
         reply = await a.request("echo", peer_id=b.peer_id, count=100, size=10_000)
         assert reply["streams"] == 100
         for _ in range(100):
