@@ -27,14 +27,10 @@ messages, frames, pending requests, frames held before the handshake key, the ou
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Final, TypeAlias
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from glueberry.exceptions import InvalidArgument, InvalidState
 from glueberry.p2p.keys import PeerID, public_key_bytes
-from glueberry.wire.cipher import OVERHEAD
 
 from ..protocol import control
 from ..protocol.auth import auth_message
@@ -70,6 +66,14 @@ from .record import (
 from .requests import Requests
 from .resume import ResumeState, resumable
 from .sessions import SessionTable
+from .state import (
+    DEFAULT_MAX_CONTROL_BYTES,
+    DEFAULT_MAX_RECEIVE_BYTES,
+    EXPECTED,
+    TRANSITIONS,
+    ClientState,
+    Outgoing,
+)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -80,33 +84,6 @@ __all__ = [
     "ClientState",
     "Outgoing",
 ]
-
-#: Largest binary frame accepted from the gateway: a default Go sender's largest encrypted frame
-#: (1 MiB + 28) plus the data-frame header with a 64-byte stream name (§5.2).
-DEFAULT_MAX_RECEIVE_BYTES: Final = (1 << 20) + OVERHEAD + 4 + 64
-#: Largest control message accepted from the gateway (a ``ready`` may list many backends).
-DEFAULT_MAX_CONTROL_BYTES: Final = 1 << 20
-Outgoing: TypeAlias = str | bytes | CloseSocket
-
-
-class ClientState(Enum):
-    AWAIT_CHALLENGE = "await_challenge"
-    AWAIT_READY = "await_ready"
-    READY = "ready"
-    CLOSED = "closed"
-
-
-TRANSITIONS: Final[dict[ClientState, frozenset[ClientState]]] = {
-    ClientState.AWAIT_CHALLENGE: frozenset({ClientState.AWAIT_READY, ClientState.CLOSED}),
-    ClientState.AWAIT_READY: frozenset({ClientState.READY, ClientState.CLOSED}),
-    ClientState.READY: frozenset({ClientState.CLOSED}),
-    ClientState.CLOSED: frozenset({ClientState.CLOSED}),
-}
-# The one message each state before READY waits for; error and drain come at any time.
-_EXPECTED: Final[dict[ClientState, type[control.Challenge] | type[control.Ready]]] = {
-    ClientState.AWAIT_CHALLENGE: control.Challenge,
-    ClientState.AWAIT_READY: control.Ready,
-}
 
 
 class ClientProtocol:
@@ -454,7 +431,7 @@ class ClientProtocol:
             self._draining = True
             self.emit(DrainRequested(message.reconnect_after_ms))
             return
-        expected = _EXPECTED.get(self._state)
+        expected = EXPECTED.get(self._state)
         if expected is not None and not isinstance(message, expected):
             raise violation(f"expected {expected.TYPE}, got {message.TYPE!r}")
         table = self._table

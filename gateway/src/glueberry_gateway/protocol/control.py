@@ -13,7 +13,6 @@ a backend). Unknown fields are ignored (§2); unknown types are refused. Nothing
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeAlias
 
@@ -24,6 +23,7 @@ from glueberry.p2p.keys import PeerID
 from .codes import Code
 from .errors import ProtocolViolation
 from .fields import (
+    MAX_ID,
     Check,
     b64d,
     b64e,
@@ -33,14 +33,23 @@ from .fields import (
     integer,
     load,
     number,
-    object_,
     peer_id,
-    session_key,
     string,
     violation,
     wire,
 )
 from .frames import MAX_SESSION
+from .records import (
+    MAX_NAME_CHARS,
+    BackendInfo,
+    GatewayLimits,
+    ResumeOutcome,
+    ResumeRequest,
+    backends,
+    limits,
+    resume_request,
+    resumed,
+)
 
 __all__ = [
     "CLIENT_MESSAGES",
@@ -67,6 +76,7 @@ __all__ = [
     "Refresh",
     "Refreshed",
     "ResumeOutcome",
+    "ResumeRequest",
     "ServerMessage",
     "Sign",
     "SignRefused",
@@ -83,10 +93,7 @@ __all__ = [
 
 SUBPROTOCOL: Final = "glueberry.v1"
 PROTOCOL_VERSION: Final = 1
-MAX_ID: Final = 2**31 - 1
 MAX_TOKEN_CHARS: Final = 8192
-MAX_NAME_CHARS: Final = 128
-MAX_BACKENDS: Final = 1024
 MAX_MESSAGE_CHARS: Final = 4096
 
 
@@ -100,37 +107,12 @@ _TEXT = string(MAX_MESSAGE_CHARS, min_chars=0, default="")
 # --- browser -> gateway ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ResumeRequest:
-    """``auth.resume`` (§6): the single-use token and the data frames received per session."""
-
-    token: bytes
-    sessions: dict[int, int]
-
-
 def _token(value: Any, what: str) -> str | None:
     if value is not None and (not isinstance(value, str) or len(value) > MAX_TOKEN_CHARS):
         raise ProtocolViolation(
             Code.TOKEN_INVALID, f"token must be a string of at most {MAX_TOKEN_CHARS} chars"
         )
     return value
-
-
-def _resume_request(value: Any, what: str) -> ResumeRequest | None:
-    if value is None:
-        return None
-    resume = object_(value, what)
-    token = b64d(resume.get("token"), f"{what}.token", size=24)
-    raw = resume.get("sessions", {})
-    if not isinstance(raw, dict) or len(raw) > MAX_SESSION:
-        raise violation(f"'{what}.sessions' must map session numbers to counts")
-    sessions: dict[int, int] = {}
-    for key, count in raw.items():
-        number = session_key(key)
-        if number is None or type(count) is not int or count < 0:
-            raise violation(f"'{what}.sessions' maps session numbers to counts")
-        sessions[number] = count
-    return ResumeRequest(token, sessions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,73 +180,6 @@ ClientMessage: TypeAlias = Auth | Open | Signature | SignRefused | Close | Refre
 
 
 # --- gateway -> browser ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BackendInfo:
-    """A backend this browser may open (``ready.backends``)."""
-
-    name: str
-    peer_id: PeerID
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayLimits:
-    """``ready.limits``: what the gateway accepts from a browser (§7); absent ones are these."""
-
-    max_sessions: int = 16
-    max_streams: int = 16
-    max_frame_bytes: int = (1 << 20) + 64
-    max_control_bytes: int = 16384
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeOutcome:
-    """``ready.resumed`` for one session (§6): re-attached after ``received`` browser frames, or not."""
-
-    recovered: bool
-    received: int | None = None
-
-
-def _backends(value: Any, what: str) -> tuple[BackendInfo, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > MAX_BACKENDS:
-        raise violation(f"'{what}' must be a list of at most {MAX_BACKENDS}")
-    name = string(MAX_NAME_CHARS, min_chars=0)
-    return tuple(
-        BackendInfo(name(item.get("name"), f"{what}.name"), peer_id(item.get("peer_id"), f"{what}.peer_id"))
-        for item in (object_(raw, what) for raw in value)
-    )
-
-
-def _limits(value: Any, what: str) -> GatewayLimits:
-    raw = object_(value, what) if value is not None else {}
-    size = integer(1, MAX_ID, optional=True)
-    given = {f.name: size(raw.get(f.name), f"{what}.{f.name}") for f in dataclasses.fields(GatewayLimits)}
-    return GatewayLimits(**{k: v for k, v in given.items() if v is not None})
-
-
-def _resumed(value: Any, what: str) -> dict[int, ResumeOutcome] | None:
-    """Entries that are not a recovery read as not recovered; one that is needs its count."""
-    if value is None:
-        return None
-    raw = object_(value, what)
-    if len(raw) > MAX_SESSION:
-        raise violation(f"'{what}' names more than {MAX_SESSION} sessions")
-    outcomes: dict[int, ResumeOutcome] = {}
-    for key, entry in raw.items():
-        number = session_key(key)
-        if number is None:
-            continue
-        if not isinstance(entry, dict) or entry.get("recovered") is not True:
-            outcomes[number] = ResumeOutcome(False)
-            continue
-        received = entry.get("received")
-        if type(received) is not int or received < 0:
-            raise violation(f"'{what}': a recovered session needs a 'received' count")
-        outcomes[number] = ResumeOutcome(True, received)
-    return outcomes
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +304,7 @@ CLIENT_MESSAGES: Final[dict[str, tuple[type[ClientMessage], Fields]]] = {
             ("public_key", bytes_(32)),
             ("signature", bytes_(64)),
             ("token", _token),
-            ("resume", _resume_request),
+            ("resume", resume_request),
             ("batch", boolean),
         ),
     ),
@@ -417,9 +332,9 @@ SERVER_MESSAGES: Final[dict[str, tuple[type[ServerMessage], Fields]]] = {
             ("peer_id", peer_id),
             ("resume_token", bytes_(24)),
             ("resume_grace", number(default=30.0)),
-            ("backends", _backends),
-            ("limits", _limits),
-            ("resumed", _resumed),
+            ("backends", backends),
+            ("limits", limits),
+            ("resumed", resumed),
             # anything but true is false: a gateway that does not know batches says nothing
             ("batch", lambda value, what: value is True),
         ),

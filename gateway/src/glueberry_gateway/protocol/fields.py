@@ -14,7 +14,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import orjson
 
@@ -26,6 +26,7 @@ from .errors import ProtocolViolation
 from .frames import MAX_SESSION
 
 __all__ = [
+    "MAX_ID",
     "Check",
     "b64d",
     "b64e",
@@ -42,6 +43,10 @@ __all__ = [
     "violation",
     "wire",
 ]
+
+
+#: The largest request id, and the largest size or count a field may name.
+MAX_ID: Final = 2**31 - 1
 
 
 def violation(message: str, code: Code = Code.PROTOCOL_ERROR) -> ProtocolViolation:
