@@ -128,6 +128,21 @@ class TestRelay:
         assert await read_payloads(stream, 2) == [b"one", b"two"]
         assert s.session.frames_in == 2
 
+    async def test_try_send_goes_only_when_nothing_waits(self, setup: Callable[..., Setup]) -> None:
+        s = setup()
+        assert not s.session.try_send("chat", b"one")  # no stream yet: send() opens it
+        assert s.session.frames_in == 0  # nothing done, nothing counted
+        await s.session.send("chat", b"one")
+        assert s.session.try_send("chat", b"two")  # open, window free: it went
+        assert not s.session.try_send("other", b"x")
+        stream = await asyncio.wait_for(s.backend_streams.get(), 5)
+        assert await read_payloads(stream, 2) == [b"one", b"two"]
+        assert s.session.frames_in == 2
+        stream.reset()  # the backend resets it: try_send leaves the error to send()
+        await asyncio.sleep(0.1)
+        assert not s.session.try_send("chat", b"three")
+        assert s.session.frames_in == 2
+
     async def test_backend_to_browser_as_data_frames(self, setup: Callable[..., Setup]) -> None:
         s = setup()
         stream = await s.backend_opens()

@@ -130,8 +130,17 @@ class GlueberryStream:
             raise StreamClosed("stream is closed", peer_id=str(self.peer_id), stream=self.name)
         data = frame_header(len(payload)) + payload
         # One frame at a time: a write that waits for window must not let another frame in.
-        # (Not an asyncio.Lock: this is the per-message path and the wait is rare.)
-        while self._writing:
+        # (Not an asyncio.Lock: this is the per-message path and the wait is rare.) The turn is
+        # handed from writer to writer: while anyone waits, _writing stays True.
+        if not self._writing:
+            try:
+                if self.stream.write_nowait(data):  # the common case: no coroutine below this one
+                    return
+            except StreamClosed:
+                self.closed = True
+                raise
+            self._writing = True
+        else:
             waiting = self._waiting
             if waiting is None:
                 waiting = self._waiting = deque()
@@ -140,27 +149,43 @@ class GlueberryStream:
             try:
                 await turn
             except BaseException:
-                if turn.done() and not turn.cancelled():  # woken, then cancelled: pass the turn on
-                    self._wake_next()
+                if turn.done() and not turn.cancelled():  # handed the turn, then cancelled: pass it on
+                    self._pass_turn()
                 raise
-        self._writing = True
         try:
             await self.stream.write(data)
         except StreamClosed:
             self.closed = True
             raise
         finally:
-            self._writing = False
-            if self._waiting:
-                self._wake_next()
+            self._pass_turn()
 
-    def _wake_next(self) -> None:
+    def send_nowait(self, payload: bytes | memoryview) -> bool:
+        """:meth:`send` when nothing has to wait (no other sender, window and socket free): True
+        when the framed message went; False, with nothing sent, otherwise (then await
+        :meth:`send`). The per-message path of a relay or a node takes this first.
+
+        Raises:
+            StreamClosed: as :meth:`send`.
+        """
+        if self.closed:
+            raise StreamClosed("stream is closed", peer_id=str(self.peer_id), stream=self.name)
+        if self._writing:
+            return False
+        try:
+            return self.stream.write_nowait(frame_header(len(payload)) + payload)
+        except StreamClosed:
+            self.closed = True
+            raise
+
+    def _pass_turn(self) -> None:
         waiting = self._waiting
-        while waiting:  # the next sender still waiting (one that gave up is skipped)
+        while waiting:  # the next sender still waiting (one that gave up is skipped) writes next
             turn = waiting.popleft()
             if not turn.done():
                 turn.set_result(None)
                 return
+        self._writing = False
 
     def release(self, held: int) -> None:
         """``held`` window bytes of delivered payloads are taken care of: the remote may send more."""

@@ -151,6 +151,57 @@ class TestWindow:
         await asyncio.wait_for(writes, 5)
         assert await wait_for(lambda: len(far.payloads) == 8, 5)
 
+    async def test_send_nowait_sends_only_what_need_not_wait(self, pair: Pair) -> None:
+        raw_out, raw_in = await pair.open()
+        far = Receiver(release=False)  # complete frames hold their window until released
+        sender = Receiver().wrap(raw_out)
+        receiver = far.wrap(raw_in)
+        assert sender.send_nowait(b"first")  # window free, no other sender: it goes now
+        assert not sender.send_nowait(b"x" * WINDOW)  # more than the window: nothing is sent
+        chunks = [bytes([i]) * 60_000 for i in range(5)]  # the fifth waits for window
+
+        async def send_all() -> None:
+            for chunk in chunks:
+                await sender.send(chunk)
+
+        writes = asyncio.ensure_future(send_all())
+        await asyncio.sleep(0.1)
+        assert not writes.done()
+        assert not sender.send_nowait(b"x")  # another sender holds the turn: not now
+        receiver.release(far.held)
+        far.release = True
+        await asyncio.wait_for(writes, 5)
+        assert sender.send_nowait(b"last")
+        assert await wait_for(lambda: len(far.payloads) == 7, 5)
+        assert far.payloads == [b"first", *chunks, b"last"]
+        sender.close()
+        with pytest.raises(StreamClosed):
+            sender.send_nowait(b"after")
+
+    async def test_waiting_senders_take_their_turns_in_order(self, pair: Pair) -> None:
+        raw_out, raw_in = await pair.open()
+        far = Receiver(release=False)
+        sender = Receiver().wrap(raw_out)
+        receiver = far.wrap(raw_in)
+        big = [bytes([100 + i]) * 60_000 for i in range(5)]
+        writes = [asyncio.ensure_future(sender.send(chunk)) for chunk in big]  # the fifth waits
+        await asyncio.sleep(0.05)
+        queued = []
+        for i in range(5):
+            queued.append(asyncio.ensure_future(sender.send(bytes([i]) * 10)))
+            await asyncio.sleep(0)  # each joins the queue in this order
+        assert not sender.send_nowait(b"jump")  # while anyone waits, the turn is not free
+        # Right after the fifth finishes, the turn is on its way to the next in the queue (a
+        # woken sender that has not run yet): one that comes now must not go before it.
+        jumped: list[bool] = []
+        writes[4].add_done_callback(lambda _: jumped.append(sender.send_nowait(b"jump")))
+        receiver.release(far.held)
+        far.release = True
+        await asyncio.wait_for(asyncio.gather(*writes, *queued), 5)
+        assert jumped == [False]
+        assert await wait_for(lambda: len(far.payloads) == 10, 5)
+        assert far.payloads[5:] == [bytes([i]) * 10 for i in range(5)]
+
     async def test_a_frame_larger_than_the_window_still_arrives(self, pair: Pair) -> None:
         """Bytes of a frame not yet complete are released at once: they wait in the decoder."""
         raw_out, raw_in = await pair.open()

@@ -118,6 +118,21 @@ class BackendSession:
         except GlueberryError as exc:
             raise BackendClosed(f"cannot send on {name}: {exc}") from exc
 
+    def try_send(self, name: str, payload: memoryview | bytes) -> bool:
+        """:meth:`send` when it need not wait (stream open, window and socket free, no tap): True
+        when the frame went (and is counted); False, with nothing done, otherwise: await
+        :meth:`send`, which also reports any error."""
+        stream = self._streams.sender(name)
+        if stream is None or self._tap is not None:
+            return False
+        try:
+            if not stream.send_nowait(payload):
+                return False
+        except GlueberryError:
+            return False  # send() meets the same and says so
+        self.frames_in += 1
+        return True
+
     def accept(self, stream: Stream) -> None:
         """A stream the backend opened (``/glueberry/stream/<name>/1.0.0``): relay it."""
         name = stream_name_of(stream.protocol)

@@ -153,8 +153,10 @@ class BrowserSocket:
                     core.receive_text(message, self._last_read)
                 for event in core.events_received():
                     if type(event) is DataReceived:  # by far the most frequent: no call in between
+                        session = event.session
                         try:
-                            await event.session.send(event.stream, event.payload)
+                            if not session.try_send(event.stream, event.payload):
+                                await session.send(event.stream, event.payload)
                         except (TooManyStreams, BackendClosed) as exc:
                             self._relay_failed(event, exc)
                             continue

@@ -258,6 +258,14 @@ class ConnectionCore:
             raise InvalidState(f"stream {stream_id} is still negotiating its protocol")
         return yamux.send_data(stream_id, data)
 
+    def send_window(self, stream_id: int) -> int:
+        """Bytes :meth:`send_data` would take now on the stream (0 while it negotiates, before the
+        connection is muxed, and once it cannot send)."""
+        yamux = self._yamux
+        if yamux is None or (self._negotiating_streams and stream_id in self._negotiating_streams):
+            return 0
+        return yamux.send_window(stream_id)
+
     def consume(self, stream_id: int, n: int) -> None:
         """The application took ``n`` of the stream's received bytes: the remote may send that
         many more (a window update goes out once half the window is owed). Streams that are over,

@@ -210,6 +210,9 @@ class Connection(asyncio.Protocol):
             self._schedule_flush()
         return taken
 
+    def send_window(self, stream_id: int) -> int:
+        return self.core.send_window(stream_id)
+
     def consume(self, stream_id: int, n: int) -> None:
         if n and not self._closed.done():
             core = self.core

@@ -44,6 +44,9 @@ class StreamOwner(Protocol):
     def send_stream_data(self, stream_id: int, data: bytes | memoryview) -> int:
         """Queue what the stream's send window allows of ``data``; return how much was taken."""
 
+    def send_window(self, stream_id: int) -> int:
+        """How much :meth:`send_stream_data` would take now."""
+
     def consume(self, stream_id: int, n: int) -> None:
         """The stream's reader took ``n`` bytes: give them back to the remote's window."""
 
@@ -189,6 +192,24 @@ class BaseStream(Generic[OwnerT]):
         self._conn.consume(self.stream_id, n)
 
     # Writing.
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Send all of ``data`` now if the stream's window and the socket take it without waiting;
+        False, with nothing sent, otherwise (then :meth:`write` it). The common case of a small
+        message costs no coroutine.
+
+        Raises:
+            StreamReset, StreamClosed: as :meth:`write`.
+        """
+        if self._error is not None:
+            raise self._failure()
+        if self._local_closed:
+            raise StreamClosed("write after close()")
+        conn = self._conn
+        if conn.writing_paused or conn.send_window(self.stream_id) < len(data):
+            return False
+        conn.send_stream_data(self.stream_id, data)
+        return True
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``, waiting for window and socket space as needed.
