@@ -130,6 +130,8 @@ def pack_batches(frames: list[bytes], max_bytes: int) -> list[bytes]:
     """``frames`` as few binary messages as can carry them in order: batches of at most
     ``max_bytes`` and ``MAX_BATCH_FRAMES`` frames, and a frame alone where it fits in no batch
     (or has no company)."""
+    if len(frames) == 1:  # one message at a time: nothing to pack
+        return frames[:]
     messages: list[bytes] = []
     run: list[bytes] = []
     size = 1

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..protocol.codes import CloseSocket, Code
 from ..protocol.frames import pack_batches
+from .metrics import Traffic
 from .session import Ack
 from .settings import Limits
 
@@ -58,6 +59,7 @@ class Outbound:
             a :class:`~.core.CloseSocket`.
         limits: ``outbound_queue_bytes`` and ``slow_consumer_timeout``.
         on_slow_consumer: called once when the browser does not read in time.
+        traffic: where the data frames sent to the browser are counted.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class Outbound:
         close_ws: Callable[[Code, str], Awaitable[None]],
         limits: Limits,
         on_slow_consumer: Callable[[], None],
+        traffic: Traffic | None = None,
     ) -> None:
         self._ws = ws
+        self._traffic = traffic or Traffic()
         self._close_ws = close_ws
         self._limit = limits.outbound_queue_bytes
         self._timeout = limits.slow_consumer_timeout
@@ -97,6 +101,9 @@ class Outbound:
 
     def send_frames(self, frames: list[bytes], ack: Ack | None) -> None:
         """Queue data frames in order; ``ack`` is called once the last was written or dropped."""
+        traffic = self._traffic
+        traffic.frames_to_browser += len(frames)
+        traffic.bytes_to_browser += sum(map(len, frames))
         if not self.batch:
             last = len(frames) - 1
             for i, frame in enumerate(frames):

@@ -112,7 +112,9 @@ class BrowserSocket:
             origin=websocket.headers.get("origin", ""),
             now=time.monotonic(),
         )
-        self.outbound = Outbound(websocket, self._close_ws, limits, self._slow_consumer)
+        self.outbound = Outbound(websocket, self._close_ws, limits, self._slow_consumer, self._traffic)
+        # BrowserLink.send_frames: the sessions' frames go straight to the outbound queue
+        self.send_frames: Callable[[list[bytes], Ack | None], None] = self.outbound.send_frames
         self._loop = asyncio.get_running_loop()
         self._last_read = time.monotonic()
         self._signs: dict[int, asyncio.Future[bytes]] = {}
@@ -376,12 +378,6 @@ class BrowserSocket:
             self._signs.pop(sign_id, None)
 
     # BrowserLink (called by sessions).
-
-    def send_frames(self, frames: list[bytes], ack: Ack | None) -> None:
-        traffic = self._traffic
-        traffic.frames_to_browser += len(frames)
-        traffic.bytes_to_browser += sum(map(len, frames))
-        self.outbound.send_frames(frames, ack)
 
     def stream_closed(self, session: BackendSession, name: str) -> None:
         self.core.stream_closed(session.number, name)
