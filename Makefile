@@ -24,6 +24,7 @@ lint:
 
 typecheck:
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples
 	npm run --silent typecheck --workspaces --if-present
 
 test-js:

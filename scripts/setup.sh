@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need, from nothing, idempotently:
 # Debian's chromium, a Python venv with the packages in editable mode,
-# npm packages, and the Go modules of the interop programs (built into build/).
+# npm packages and js-client's dist/, and the Go modules of the interop programs (built into build/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -45,7 +45,14 @@ else
     npm install --no-audit --no-fund --loglevel=error
 fi
 
-# 4. Go interop programs, against the real go-libp2p and glueberry modules from the Go module proxy.
+# 4. js-client's dist/ (what `import '@glueberry/client'` loads in Node, and the browser bundle),
+#    rebuilt when a source is newer than it.
+if [ ! -f js-client/dist/index.js ] || [ -n "$(find js-client/src js-client/scripts js-client/package.json -newer js-client/dist/index.js -print -quit)" ]; then
+    log "building js-client (dist/)"
+    npm run --silent -w js-client build
+fi
+
+# 5. Go interop programs, against the real go-libp2p and glueberry modules from the Go module proxy.
 if [ -f tests/interop/go.mod ]; then
     mkdir -p build
     log "building Go interop programs"

@@ -5,7 +5,9 @@
 import { gzipSync } from 'node:zlib';
 import { BROWSER_BUNDLE, buildBrowserBundle } from './browser-bundle.mjs';
 
-const BUDGET = 30_000; // bytes, min+gzip ("30 KB"; 1 KB = 1000 bytes, the stricter reading)
+// bytes, min+gzip: "30 KB" (1 KB = 1000 bytes, the stricter reading) and the 600 bytes issue 17
+// allowed the application handshake interface (it took 312: docs/benchmarks.md)
+const BUDGET = 30_600;
 
 const result = await buildBrowserBundle({ write: false });
 const code = result.outputFiles.find((f) => f.path.endsWith('.js')).contents;

@@ -1,8 +1,9 @@
 /**
  * The browser bundle dist/browser/glueberry-client.js: the public API of docs/js-client.md —
  * identities and their stores, the gateway client (`GlueberryClient`, `Session`), `CloseCode`,
- * `GlueberryError` and `GatewayError` (every error is a GlueberryError with a stable `code`) — and
- * nothing else, so the bundle stays small. The package entry (index.ts) exports all of this plus
+ * `GlueberryError` and `GatewayError` (every error is a GlueberryError with a stable `code`), and
+ * what an application's own handshake needs (the interface, `helloHandshake`, the handshake
+ * errors, `verifySignature`) — and nothing else, so the bundle stays small. The package entry (index.ts) exports all of this plus
  * the building blocks (codec, crypto, handshake, bytes, framing, every error class) for Node and
  * for bundler users.
  *
@@ -30,4 +31,22 @@ export { CloseCode } from './codes.js';
 export type { Listener } from './events.js';
 export type { WebSocketConstructor } from './transport.js';
 export type { BackendInfo } from './codec.js';
-export { GlueberryError, GatewayError, type GlueberryErrorOptions, type GatewayErrorOptions } from './errors.js';
+export {
+  GlueberryError,
+  GatewayError,
+  HandshakeError,
+  KeyMismatchError,
+  TimeoutError,
+  HandshakeTimeoutError,
+  type GlueberryErrorOptions,
+  type GatewayErrorOptions,
+} from './errors.js';
+// for an application's own handshake (docs/js-client.md, "Write your own handshake")
+export {
+  helloHandshake,
+  type Handshake,
+  type HandshakeAction,
+  type HandshakeContext,
+  type HandshakeFactory,
+} from './handshake.js';
+export { verifySignature } from './identity.js';

@@ -27,14 +27,20 @@ import {
   LimitExceededError,
   ProtocolError,
 } from './errors.js';
+import { type HandshakeFactory, helloHandshake } from './handshake.js';
 import { isPeerId } from './identity.js';
 import { Session, type SessionBounds, type SessionHost } from './session.js';
 
 export type { ClientEvents, ClientState, GlueberryClientOptions } from './connection.js';
 
 export interface OpenOptions {
-  /** ms until `open()` rejects with a TimeoutError (default 30000); it spans reconnects. */
+  /**
+   * ms until `open()` rejects with a TimeoutError (default 30000; a HandshakeTimeoutError once
+   * the handshake began); it spans reconnects.
+   */
   timeout?: number;
+  /** This session's application handshake (default: the client's `handshake`). */
+  handshake?: HandshakeFactory;
 }
 
 const DEFAULT_BOUNDS: SessionBounds = {
@@ -52,7 +58,7 @@ const HIGH_WATER = 1 << 20;
 
 export class GlueberryClient extends Connection implements SessionHost {
   /** @internal */ readonly _streams: ReadonlySet<string>;
-  /** @internal */ readonly _handshakeName: string;
+  /** @internal */ readonly _handshake: HandshakeFactory;
   /** @internal */ readonly _bounds: SessionBounds;
   readonly #sessions = new Map<number, Session>();
   /** Sessions ended here whose end the gateway has not confirmed: what still comes for them is dropped. */
@@ -73,7 +79,7 @@ export class GlueberryClient extends Connection implements SessionHost {
   private constructor(url: string, options: GlueberryClientOptions) {
     super(url, options); // checks the options
     this._streams = new Set(options.streams ?? DEFAULT_STREAMS);
-    this._handshakeName = options.handshakeName ?? '';
+    this._handshake = options.handshake ?? helloHandshake(options.handshakeName);
     this._bounds = { ...DEFAULT_BOUNDS, ...options.bounds };
   }
 
@@ -97,7 +103,8 @@ export class GlueberryClient extends Connection implements SessionHost {
     const listed = this.backends.find((b) => b.name === backend || b.peerId === backend);
     const expected = listed?.peerId ?? (isPeerId(backend) ? backend : undefined);
     return new Promise((resolve, reject) => {
-      const session = new Session(this, number, backend, expected, options.timeout ?? 30000, resolve, reject);
+      const timeout = options.timeout ?? 30000;
+      const session = new Session(this, number, backend, expected, timeout, resolve, reject, options.handshake);
       this.#sessions.set(number, session);
       if (this._usable()) this.#sendOpen(session);
     });

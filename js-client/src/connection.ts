@@ -33,7 +33,7 @@ import {
 import { OVERHEAD } from './crypto.js';
 import { GatewayError, GlueberryError, InvalidArgumentError, LimitExceededError, ProtocolError } from './errors.js';
 import { Emitter } from './events.js';
-import { MAX_NAME_BYTES } from './handshake.js';
+import { type HandshakeFactory, MAX_NAME_BYTES } from './handshake.js';
 import type { Identity } from './identity.js';
 import type { Session, SessionBounds } from './session.js';
 import { type Socket, type WebSocketConstructor, closeSocket, messageData, openSocket } from './transport.js';
@@ -64,8 +64,13 @@ export interface GlueberryClientOptions {
   reconnectDelay?: number;
   /** ... this many ms (default 10000); each wait is jittered to 50–100 %. */
   maxReconnectDelay?: number;
-  /** The name sent in Hello (default ''). */
+  /** The name sent in Hello by the default handshake (default ''). */
   handshakeName?: string;
+  /**
+   * The application handshake of each session (default: Hello / PubKey / Complete with
+   * `handshakeName`); `open()` may name another. docs/js-client.md "Write your own handshake".
+   */
+  handshake?: HandshakeFactory;
   /** Stream names used in each session (default ['chat']). */
   streams?: string[];
   /** ms for the WebSocket, challenge and ready of one attempt (default 15000). */
@@ -152,6 +157,7 @@ export abstract class Connection extends Emitter<ClientEvents> {
       // stream names (1–64 of A–Z a–z 0–9 - _), not the handshake's
       streams: Array.isArray(streams) && streams.every((s) => isStreamName(s) && s !== HANDSHAKE_STREAM),
       handshakeName: utf8Encode(options.handshakeName ?? '').length <= MAX_NAME_BYTES,
+      handshake: options.handshake === undefined || typeof options.handshake === 'function',
     };
     const bad = Object.keys(valid).find((key) => !valid[key]);
     if (bad) throw new InvalidArgumentError(`options.${bad} is missing or invalid`);

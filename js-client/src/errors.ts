@@ -11,10 +11,11 @@
  * | DecryptionError       | `decryption_failed` | an encrypted frame is too short or fails its tag     |
  * | FramingError          | `malformed_frame`   | bytes Go's frame reader also rejects (PROTOCOL.md §6.2) |
  * | FrameTooLargeError    | `frame_too_large`   | a frame longer than the decoder's bound              |
- * | HandshakeError        | `handshake`         | a malformed or unexpected handshake message          |
+ * | HandshakeError        | `handshake`         | a malformed or unexpected handshake message, or an application handshake's failure |
  * | KeyMismatchError      | `key_mismatch`      | the peer's key does not belong to the expected peer ID |
  * | IdentityStoreError    | `identity_store`    | an identity could not be loaded or saved             |
  * | TimeoutError          | `timeout`           | an operation (e.g. `open`) did not finish in time    |
+ * | HandshakeTimeoutError | `handshake_timeout` | the session's handshake did not complete in time (a TimeoutError) |
  * | LimitExceededError    | `limit_exceeded`    | a bounded queue (outbox, pending sends, inbox) is full |
  * | GatewayError          | a number (§8 code)  | the gateway refused or ended something; `CloseCode`  |
  * | ProtocolError         | a number (4000, …)  | the gateway broke `glueberry.v1` (a GatewayError)    |
@@ -128,9 +129,17 @@ export class IdentityStoreError extends GlueberryError {
 }
 
 export class TimeoutError extends GlueberryError {
-  constructor(message: string, options?: GlueberryErrorOptions) {
-    super(message, 'timeout', options);
+  constructor(message: string, options?: GlueberryErrorOptions, code = 'timeout') {
+    super(message, code, options);
     this.name = 'TimeoutError';
+  }
+}
+
+/** The application handshake did not complete in time (`open()`'s timeout, once it began). */
+export class HandshakeTimeoutError extends TimeoutError {
+  constructor(message: string, options?: GlueberryErrorOptions) {
+    super(message, options, 'handshake_timeout');
+    this.name = 'HandshakeTimeoutError';
   }
 }
 

@@ -1,7 +1,9 @@
 /**
- * The ready-made application handshake (PROTOCOL.md §10), byte-compatible with our Python and Go
- * test peers. Glueberry itself only carries opaque messages on the `handshake` stream; these are
- * the messages (each is one framed payload, §6/§7):
+ * Application handshakes. Glueberry itself only carries opaque messages on the `handshake`
+ * stream; each application defines its own. A session runs any {@link Handshake} (the interface
+ * below: actions out, messages in); {@link HelloHandshake} is the ready-made one and the default
+ * (PROTOCOL.md §10), byte-compatible with our Python and Go test peers. Its messages (each is one
+ * framed payload, §6/§7):
  *
  *     Hello    = 01 ‖ name      name: UTF-8, 0–64 bytes (may be empty)
  *     PubKey   = 02 ‖ key       key: the sender's raw 32-byte Ed25519 public key
@@ -9,15 +11,14 @@
  *
  * Flow: the dialler (initiator) sends Hello and PubKey. A side that receives Hello answers with
  * its own Hello and PubKey if it has not sent its PubKey yet. A side that receives PubKey checks
- * the key against the peer ID it expects, derives the stream key (Go's `PrepareStreams`) and sends
- * Complete once. A side that has both prepared and received Complete is established (Go's
+ * the key against the peer ID it expects, prepares (the session derives the stream key: Go's
+ * `PrepareStreams`) and sends Complete once. A side that has both prepared and received Complete is established (Go's
  * `FinalizeHandshake`). Because Go may send encrypted data right after its PrepareStreams, a peer
  * that never sends Complete but sends a valid encrypted frame counts as established too
  * ({@link HelloHandshake.markEstablishedByTraffic}).
  */
 
 import { utf8Encode } from './bytes.js';
-import type { StreamCipher } from './crypto.js';
 import { HandshakeError, InvalidArgumentError, InvalidStateError, KeyMismatchError } from './errors.js';
 import { type Identity, peerIdFromPublicKey, publicKeyFromPeerId } from './identity.js';
 
@@ -74,22 +75,53 @@ export function decodeHandshakeMessage(message: Uint8Array): HandshakeMessage {
   throw new HandshakeError(`bad handshake message of type ${type}`);
 }
 
-export type HandshakeEvent =
-  /** The peer's first Hello; later Hellos are ignored. */
-  | { type: 'peerName'; name: string }
-  /** The peer's key checked and the stream key derived (Go's PrepareStreams): encrypted traffic may flow. */
-  | { type: 'prepared'; cipher: StreamCipher; publicKey: Uint8Array }
-  /** Both prepared and Complete received (or encrypted traffic seen): Go's FinalizeHandshake. */
-  | { type: 'established' };
+/**
+ * What a handshake asks of its session, in order (the application handshake interface,
+ * docs/js-client.md "Write your own handshake"):
+ *
+ * * `send`: frame `data` and send it on the `handshake` stream;
+ * * `prepare`: the peer's Ed25519 key (Go's `PrepareStreams`): the session checks that it is the
+ *   key of the backend's peer ID ({@link KeyMismatchError} otherwise), derives the stream key and
+ *   from then on encrypts and decrypts on `streams` (default: the client's `streams`);
+ * * `complete`: the handshake is done (Go's `FinalizeHandshake`): `open()` resolves. A valid
+ *   encrypted frame from the backend after `prepare` completes it too (Go's rule);
+ * * `info`: application data for `session.handshakeInfo` (e.g. the peer's name, a version).
+ */
+export type HandshakeAction =
+  | { type: 'send'; data: Uint8Array }
+  | { type: 'prepare'; publicKey: Uint8Array; streams?: readonly string[] }
+  | { type: 'complete' }
+  | { type: 'info'; info: Readonly<Record<string, unknown>> };
 
-/** What one received message caused: payloads to send (in order) and what happened. */
-export interface HandshakeStep {
-  send: Uint8Array[];
-  events: HandshakeEvent[];
+/**
+ * An application handshake on a session's `handshake` stream, sans I/O: it never sends, it
+ * returns actions. Throw a {@link HandshakeError} (or any error: it is wrapped in one) to fail
+ * the session; `open()` rejects with it.
+ */
+export interface Handshake {
+  /** The actions to take once the gateway opened the session (the browser dialled: it may speak first). */
+  start(): HandshakeAction[];
+  /** One message received on the `handshake` stream (already unframed). */
+  receive(message: Uint8Array): HandshakeAction[];
 }
 
+/** What a handshake is made with, for each session and each reopen. */
+export interface HandshakeContext {
+  /** The page's identity: its `publicKey`, `peerId` and `sign()` (Ed25519). */
+  readonly identity: Identity;
+  /** The backend's peer ID, as the gateway reported it: `prepare` must give its key. */
+  readonly peerId: string;
+  /** The backend name or peer ID the session was opened with. */
+  readonly backend: string;
+  /** The client's `streams`. */
+  readonly streams: readonly string[];
+}
+
+export type HandshakeFactory = (context: HandshakeContext) => Handshake;
+
 export interface HelloHandshakeOptions {
-  identity: Identity;
+  /** Our identity (only its public key is sent). */
+  identity: Pick<Identity, 'publicKey'>;
   /** The peer ID we mean to talk to; its embedded key must equal the PubKey the peer sends. */
   expectedPeerId: string;
   /** Our name in Hello (UTF-8, at most 64 bytes). Default empty. */
@@ -101,10 +133,10 @@ export interface HelloHandshakeOptions {
 export type HandshakeState = 'handshaking' | 'prepared' | 'established' | 'failed';
 
 /**
- * Sans-I/O state machine of the Hello / PubKey / Complete handshake. It sends nothing itself:
- * every call returns the payloads to frame and write to the handshake stream, in order.
- * After it throws (malformed message, {@link KeyMismatchError}, an invalid key) it is failed and
- * every further call throws {@link InvalidStateError}.
+ * The Hello / PubKey / Complete handshake as a {@link Handshake}. After it throws (malformed
+ * message, {@link KeyMismatchError}) it is failed and every further call throws
+ * {@link InvalidStateError}. The session derives the stream key on `prepare` (an unusable key
+ * throws {@link InvalidKeyError} there).
  *
  * Same rules as the Go test peer (tests/interop/cmd/glueberry-peer, `--handshake auto`), plus:
  * * every PubKey, duplicates included, must carry the expected peer's key (Go checks nothing and
@@ -113,16 +145,16 @@ export type HandshakeState = 'handshaking' | 'prepared' | 'established' | 'faile
  *   answered with our Hello and PubKey before Complete, so that peer can prepare too.
  * For conforming peers the bytes are identical.
  */
-export class HelloHandshake {
+export class HelloHandshake implements Handshake {
   readonly initiator: boolean;
   readonly expectedPeerId: string;
-  readonly #identity: Identity;
+  readonly #publicKey: Uint8Array;
   readonly #name: string;
   /** Our Hello and PubKey went out. */
   #introduced = false;
   #completeReceived = false;
   #peerName: string | undefined;
-  #cipher: StreamCipher | undefined;
+  #prepared = false;
   #established = false;
   #failed = false;
 
@@ -130,7 +162,7 @@ export class HelloHandshake {
     publicKeyFromPeerId(options.expectedPeerId); // InvalidPeerIdError unless a 12D3KooW… ID
     this.#name = options.name ?? '';
     checkName(this.#name);
-    this.#identity = options.identity;
+    this.#publicKey = options.identity.publicKey;
     this.expectedPeerId = options.expectedPeerId;
     this.initiator = options.initiator;
   }
@@ -138,12 +170,7 @@ export class HelloHandshake {
   get state(): HandshakeState {
     if (this.#failed) return 'failed';
     if (this.#established) return 'established';
-    return this.#cipher === undefined ? 'handshaking' : 'prepared';
-  }
-
-  /** The stream cipher once prepared. */
-  get cipher(): StreamCipher | undefined {
-    return this.#cipher;
+    return this.#prepared ? 'prepared' : 'handshaking';
   }
 
   /** The name from the peer's first Hello, once received. */
@@ -152,16 +179,15 @@ export class HelloHandshake {
   }
 
   /**
-   * The messages to send first. Initiator: `[Hello, PubKey]` (those not sent yet); responder: `[]`
-   * — it waits for the peer's Hello (the Go listener only learns of a connection from it, §5).
+   * Initiator: send `[Hello, PubKey]` (those not sent yet); responder: nothing — it waits for
+   * the peer's Hello (the Go listener only learns of a connection from it, §5).
    */
-  start(): Uint8Array[] {
+  start(): HandshakeAction[] {
     this.#checkUsable();
     return this.initiator ? this.#introduce() : [];
   }
 
-  /** Process one received handshake payload (already unframed). */
-  receive(message: Uint8Array): HandshakeStep {
+  receive(message: Uint8Array): HandshakeAction[] {
     this.#checkUsable();
     try {
       return this.#receive(decodeHandshakeMessage(message));
@@ -172,13 +198,13 @@ export class HelloHandshake {
   }
 
   /**
-   * The peer sent an encrypted frame that decrypted with our cipher but never sent Complete:
-   * treat it as established. Returns `[{type: 'established'}]` the first time, `[]` after.
-   * Throws {@link InvalidStateError} before the key is prepared.
+   * The peer sent an encrypted frame that decrypted with our key but never sent Complete:
+   * treat it as established. `[{type: 'complete'}]` the first time, `[]` after. Throws
+   * {@link InvalidStateError} before the key is prepared. (A session does this by itself.)
    */
-  markEstablishedByTraffic(): HandshakeEvent[] {
+  markEstablishedByTraffic(): HandshakeAction[] {
     this.#checkUsable();
-    if (!this.#cipher) throw new InvalidStateError('handshake: no key yet');
+    if (!this.#prepared) throw new InvalidStateError('handshake: no key yet');
     return this.#establish();
   }
 
@@ -186,25 +212,24 @@ export class HelloHandshake {
     if (this.#failed) throw new InvalidStateError('handshake failed');
   }
 
-  /** Our Hello and PubKey, unless sent already. */
-  #introduce(): Uint8Array[] {
+  /** Send our Hello and PubKey, unless sent already. */
+  #introduce(): HandshakeAction[] {
     if (this.#introduced) return [];
     this.#introduced = true;
-    return [encodeHello(this.#name), encodePubKey(this.#identity.publicKey)];
+    return [encodeHello(this.#name), encodePubKey(this.#publicKey)].map((data) => ({ type: 'send', data }));
   }
 
-  #establish(): HandshakeEvent[] {
+  #establish(): HandshakeAction[] {
     if (this.#established) return [];
     this.#established = true;
-    return [{ type: 'established' }];
+    return [{ type: 'complete' }];
   }
 
-  #receive(msg: HandshakeMessage): HandshakeStep {
-    const events: HandshakeEvent[] = [];
-    let send: Uint8Array[] = [];
+  #receive(msg: HandshakeMessage): HandshakeAction[] {
+    const out: HandshakeAction[] = [];
     if (msg.type === 'hello') {
-      if (this.#peerName === undefined) events.push({ type: 'peerName', name: (this.#peerName = msg.name) });
-      send = this.#introduce();
+      if (this.#peerName === undefined) out.push({ type: 'info', info: { name: (this.#peerName = msg.name) } });
+      out.push(...this.#introduce());
     } else if (msg.type === 'complete') {
       this.#completeReceived = true;
     } else {
@@ -214,15 +239,19 @@ export class HelloHandshake {
         throw new KeyMismatchError(`key of ${peerId}, expected ${this.expectedPeerId}`);
       }
       // a duplicate PubKey (the same key, checked above) changes nothing
-      if (!this.#cipher) {
-        const cipher = this.#identity.streamCipher(publicKey); // InvalidKeyError: low-order key
-        this.#cipher = cipher;
-        // A peer that sent PubKey before our Hello/PubKey still needs ours, before Complete (sent once).
-        send = [...this.#introduce(), encodeComplete()];
-        events.push({ type: 'prepared', cipher, publicKey });
+      if (!this.#prepared) {
+        this.#prepared = true;
+        // prepared before our Complete; a peer that sent PubKey before our Hello/PubKey still needs ours
+        out.push({ type: 'prepare', publicKey }, ...this.#introduce(), { type: 'send', data: encodeComplete() });
       }
     }
-    if (this.#cipher && this.#completeReceived) events.push(...this.#establish()); // once
-    return { send, events };
+    if (this.#prepared && this.#completeReceived) out.push(...this.#establish()); // once
+    return out;
   }
+}
+
+/** The default handshake of a session: {@link HelloHandshake} as initiator, with our Hello `name`. */
+export function helloHandshake(name = ''): HandshakeFactory {
+  checkName(name);
+  return ({ identity, peerId }) => new HelloHandshake({ identity, expectedPeerId: peerId, name, initiator: true });
 }

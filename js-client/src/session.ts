@@ -1,10 +1,10 @@
 /**
  * One end-to-end encrypted session to a backend through the gateway (docs/js-client.md).
  *
- * A {@link Session} is made by `GlueberryClient.open()`, which resolves once the Hello / PubKey /
- * Complete handshake is done on the session's `handshake` stream: the backend's key was checked
- * against the peer ID the gateway reported in `opened` ({@link KeyMismatchError} otherwise) and
- * the stream key derived. Named-stream payloads are `nonce ‖ ciphertext ‖ tag` (PROTOCOL.md §8);
+ * A {@link Session} is made by `GlueberryClient.open()`, which resolves once the application
+ * handshake (a {@link Handshake}; Hello / PubKey / Complete by default) is done on the session's
+ * `handshake` stream: the backend's key was checked against the peer ID the gateway reported in
+ * `opened` ({@link KeyMismatchError} otherwise) and the stream key derived. Named-stream payloads are `nonce ‖ ciphertext ‖ tag` (PROTOCOL.md §8);
  * the gateway only relays them.
  *
  * Resume bookkeeping (gateway-protocol.md §6): the session counts the data frames it received and
@@ -15,20 +15,23 @@
 
 import { utf8Encode } from './bytes.js';
 import { CloseCode } from './codes.js';
-import { type GatewayLimits, HANDSHAKE_STREAM, encodeDataFrame } from './codec.js';
+import { type GatewayLimits, HANDSHAKE_STREAM, encodeDataFrame, isStreamName } from './codec.js';
 import { MAX_MESSAGE_SIZE, type StreamCipher } from './crypto.js';
 import {
   GatewayError,
-  type GlueberryError,
+  GlueberryError,
+  HandshakeError,
+  HandshakeTimeoutError,
   InvalidArgumentError,
   InvalidStateError,
+  KeyMismatchError,
   LimitExceededError,
   TimeoutError,
 } from './errors.js';
 import { Emitter, type Listener } from './events.js';
 import { Inbox } from './inbox.js';
-import { HelloHandshake } from './handshake.js';
-import { type Identity, fingerprint } from './identity.js';
+import type { Handshake, HandshakeAction, HandshakeFactory } from './handshake.js';
+import { type Identity, fingerprint, peerIdFromPublicKey } from './identity.js';
 
 export type SessionState = 'open' | 'resuming' | 'closed';
 
@@ -67,7 +70,7 @@ export interface SessionBounds {
 export interface SessionHost {
   readonly _identity: Identity;
   readonly _streams: ReadonlySet<string>;
-  readonly _handshakeName: string;
+  readonly _handshake: HandshakeFactory;
   readonly _bounds: SessionBounds;
   /** `maxFrameBytes`: the largest data frame the gateway takes. */
   readonly _limits: GatewayLimits;
@@ -121,14 +124,18 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
    * of a first open), then the one it named.
    */
   _peerId: string | undefined;
-  #peerName: string | undefined;
+  /** What the handshake told of the backend (`info` actions, merged). */
+  #info: Record<string, unknown> = {};
   #state: SessionState = 'resuming';
   /** @internal */
   _phase: Phase = 'opening';
   /** @internal The gateway holds this session (opened, not known to be closed). */
   _attached = false;
-  #handshake: HelloHandshake | undefined;
+  readonly #factory: HandshakeFactory;
+  #handshake: Handshake | undefined;
   #cipher: StreamCipher | undefined;
+  /** The streams that are encrypted: the client's, or those the handshake prepared. */
+  #streams: ReadonlySet<string>;
   /** @internal The resume count (§6): data frames received since the gateway opened the session. */
   _received = 0;
   #sent = 0;
@@ -151,14 +158,20 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     timeoutMs: number,
     resolve: (session: Session) => void,
     reject: (error: Error) => void,
+    handshake?: HandshakeFactory,
   ) {
     super();
+    this.#factory = handshake ?? host._handshake;
     this.#host = host;
     this.id = id;
     this.backend = backend;
     this._peerId = expectedPeer;
+    this.#streams = host._streams;
     const timer = setTimeout(
-      () => this._fail(new TimeoutError('open timed out')),
+      () =>
+        this._fail(
+          this._phase === 'handshaking' ? new HandshakeTimeoutError('handshake timed out') : new TimeoutError('open timed out'),
+        ),
       timeoutMs,
     );
     this.#open = { resolve, reject, timer };
@@ -175,9 +188,15 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     return fingerprint(this.peerId);
   }
 
-  /** The name from the backend's Hello. */
+  /** What the handshake told of the backend (its `info` actions, merged): e.g. `name`, a version. */
+  get handshakeInfo(): Readonly<Record<string, unknown>> {
+    return this.#info;
+  }
+
+  /** The backend's name from the handshake (`handshakeInfo.name`: Hello's name by default). */
   get peerName(): string | undefined {
-    return this.#peerName;
+    const { name } = this.#info;
+    return typeof name === 'string' ? name : undefined;
   }
 
   get state(): SessionState {
@@ -192,7 +211,7 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
   async send(stream: string, data: Uint8Array | string): Promise<void> {
     if (this._phase === 'closed') throw new InvalidStateError('session closed');
     const bytes = typeof data === 'string' ? utf8Encode(data) : data;
-    if (!this.#host._streams.has(stream) || !(bytes instanceof Uint8Array) || bytes.length > MAX_MESSAGE_SIZE) {
+    if (!this.#streams.has(stream) || !(bytes instanceof Uint8Array) || bytes.length > MAX_MESSAGE_SIZE) {
       // a stream not in options.streams, or not a string or Uint8Array of at most 1 MiB
       throw new InvalidArgumentError('bad stream or data');
     }
@@ -256,29 +275,23 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     this._phase = 'handshaking';
     this._attached = true;
     this._peerId = peerId;
-    try {
-      const host = this.#host;
-      this.#handshake = new HelloHandshake({
-        identity: host._identity,
-        expectedPeerId: peerId,
-        name: host._handshakeName,
-        initiator: true,
-      });
-      for (const payload of this.#handshake.start()) this.#sendFrame(HANDSHAKE_STREAM, payload);
-    } catch (err) {
-      this._fail(err as GlueberryError);
-    }
+    const host = this.#host;
+    this.#act(() => {
+      const context = { identity: host._identity, peerId, backend: this.backend, streams: [...host._streams] };
+      return (this.#handshake = this.#factory(context)).start();
+    });
   }
 
   /** @internal A data frame for this session. */
   _data(stream: string, payload: Uint8Array): void {
     if (!this._attached) return; // a late frame of an incarnation already given up
     this._received++;
-    if (stream === HANDSHAKE_STREAM) this.#onHandshake(payload);
-    else if (this.#host._streams.has(stream)) {
-      if (this.#cipher) this.#decrypt(stream, payload);
-      else if (this.#held.length < this.#host._bounds.heldFrames) this.#held.push([stream, payload]);
-    } // else: a stream not prepared: dropped, as Go drops it
+    if (stream === HANDSHAKE_STREAM) this.#act(() => this.#handshake!.receive(payload));
+    else if (!this.#cipher) {
+      // before the key: kept (bounded) until the handshake says which streams it prepared
+      if (this.#held.length < this.#host._bounds.heldFrames) this.#held.push([stream, payload]);
+    } else if (this.#streams.has(stream)) this.#decrypt(stream, payload);
+    // else: a stream not prepared: dropped, as Go drops it
   }
 
   /** @internal The socket is gone; the session waits for a resume. */
@@ -310,6 +323,7 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     this.#handshake = undefined;
     this.#cipher?.close();
     this.#cipher = undefined;
+    this.#streams = this.#host._streams;
     this.#held = [];
     this.#outbox = [];
     this._received = this.#sent = this.#outboxBytes = this.#signatures = 0;
@@ -380,18 +394,36 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
     this.#host._send(frame);
   }
 
-  #onHandshake(payload: Uint8Array): void {
-    const handshake = this.#handshake!;
+  /** Run a handshake call and carry out its actions in order; an error fails the session. */
+  #act(call: () => HandshakeAction[]): void {
     try {
-      for (const reply of handshake.receive(payload).send) this.#sendFrame(HANDSHAKE_STREAM, reply);
+      for (const action of call()) {
+        if (action.type === 'send') this.#sendFrame(HANDSHAKE_STREAM, action.data);
+        else if (action.type === 'prepare') this.#prepare(action.publicKey, action.streams);
+        else if (action.type === 'info') Object.assign(this.#info, action.info);
+        else if (!this.#cipher) throw new HandshakeError('handshake complete before prepare');
+        else this.#established();
+      }
     } catch (err) {
-      this._fail(err as GlueberryError); // HandshakeError, KeyMismatchError, InvalidKeyError
+      // HandshakeError, KeyMismatchError, InvalidKeyError, or the application handshake's own
+      this._fail(err instanceof GlueberryError ? err : new HandshakeError(String(err), { cause: err }));
       return;
     }
-    this.#peerName = handshake.peerName ?? this.#peerName; // from this handshake's first Hello
-    this.#cipher = handshake.cipher; // once prepared
-    if (handshake.state === 'established') this.#established();
-    if (this.#cipher) for (const [stream, held] of this.#held.splice(0)) this.#decrypt(stream, held);
+    if (this.#cipher) {
+      for (const [stream, held] of this.#held.splice(0)) if (this.#streams.has(stream)) this.#decrypt(stream, held);
+    }
+  }
+
+  /** The backend's key (Go's PrepareStreams): it must be the key of its peer ID. */
+  #prepare(publicKey: Uint8Array, streams?: readonly string[]): void {
+    const peerId = peerIdFromPublicKey(publicKey); // InvalidKeyError: not 32 bytes
+    if (peerId !== this._peerId) throw new KeyMismatchError(`key of ${peerId}, expected ${this._peerId}`);
+    if (this.#cipher) return; // prepared already, with this same key
+    if (streams && !streams.every((s) => isStreamName(s) && s !== HANDSHAKE_STREAM)) {
+      throw new HandshakeError('bad stream names to prepare');
+    }
+    this.#cipher = this.#host._identity.streamCipher(publicKey); // InvalidKeyError: low-order
+    if (streams) this.#streams = new Set(streams);
   }
 
   #decrypt(stream: string, payload: Uint8Array): void {
@@ -402,10 +434,7 @@ export class Session extends Emitter<SessionEvents> implements AsyncIterable<Ses
       this.emit('error', { error: err as GlueberryError }); // DecryptionError: dropped, as Go does
       return;
     }
-    if (this._phase === 'handshaking') {
-      this.#handshake!.markEstablishedByTraffic(); // the first valid frame: established (Go's rule)
-      this.#established();
-    }
+    if (this._phase === 'handshaking') this.#established(); // the first valid frame: established (Go's rule)
     this.#deliver(message(stream, data));
   }
 

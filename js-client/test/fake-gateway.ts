@@ -230,9 +230,10 @@ export class FakeBackend {
     for (let i = 0; i < 3; i++) {
       const frame = await socket.nextData();
       assert.deepEqual([frame.session, frame.stream], [session, 'handshake']);
-      const step = responder.receive(frame.payload);
-      for (const event of step.events) if (event.type === 'prepared') this.cipher = event.cipher;
-      for (let reply of step.send) {
+      for (const action of responder.receive(frame.payload)) {
+        if (action.type === 'prepare') this.cipher = this.identity.streamCipher(action.publicKey);
+        if (action.type !== 'send') continue;
+        let reply = action.data;
         if (sendAs !== undefined && reply[0] === 0x02) reply = Uint8Array.of(0x02, ...sendAs.publicKey);
         socket.sendData(session, 'handshake', reply);
       }
@@ -378,6 +379,13 @@ export class FakeGateway {
     clientPeerId: string,
     sendAs?: Identity,
   ): Promise<number> {
+    const session = await this.acceptOpen(socket, backend, clientPeerId);
+    await backend.handshake(socket, session, clientPeerId, sendAs);
+    return session;
+  }
+
+  /** {@link openSession} without the handshake: sign, then `opened`. Returns the session number. */
+  async acceptOpen(socket: FakeSocket, backend: FakeBackend, clientPeerId: string): Promise<number> {
     const open = await socket.nextControl('open');
     const payload = Uint8Array.from([
       ...utf8Encode('noise-libp2p-static-key:'),
@@ -397,7 +405,6 @@ export class FakeGateway {
       backend: backend.name,
       peer_id: backend.peerId,
     });
-    await backend.handshake(socket, open.session, clientPeerId, sendAs);
     return open.session;
   }
 }

@@ -10,8 +10,9 @@ import {
   KeyMismatchError,
 } from '../src/errors.js';
 import {
-  type HandshakeEvent,
+  type HandshakeAction,
   HelloHandshake,
+  helloHandshake,
   decodeHandshakeMessage,
   encodeComplete,
   encodeHello,
@@ -23,7 +24,6 @@ import { h, hex, vectors } from './helpers.js';
 
 const alice = Identity.fromSeed(h(vectors.peer_a.ed25519_seed));
 const bob = Identity.fromSeed(h(vectors.peer_b.ed25519_seed));
-const kinds = (events: HandshakeEvent[]) => events.map((e) => e.type);
 
 describe('handshake messages', () => {
   it('encodes Hello / PubKey / Complete', () => {
@@ -53,69 +53,84 @@ describe('handshake messages', () => {
   });
 });
 
+type Kind = HandshakeAction['type'];
+const sent = (actions: HandshakeAction[]) => actions.flatMap((a) => (a.type === 'send' ? [a.data] : []));
+const kinds = (actions: HandshakeAction[]): Kind[] => actions.filter((a) => a.type !== 'send').map((a) => a.type);
+
 /** Deliver messages between two machines until nobody has anything left to send. */
-function run(a: HelloHandshake, b: HelloHandshake): { a: HandshakeEvent[]; b: HandshakeEvent[]; wire: string[] } {
-  const events = { a: [] as HandshakeEvent[], b: [] as HandshakeEvent[], wire: [] as string[] };
-  let toB = a.start();
-  let toA = b.start();
+function run(a: HelloHandshake, b: HelloHandshake): { a: HandshakeAction[]; b: HandshakeAction[]; wire: string[] } {
+  const out = { a: [] as HandshakeAction[], b: [] as HandshakeAction[], wire: [] as string[] };
+  let toB = sent(a.start());
+  let toA = sent(b.start());
   while (toA.length > 0 || toB.length > 0) {
     const nextA: Uint8Array[] = [];
     const nextB: Uint8Array[] = [];
     for (const m of toB) {
-      events.wire.push('a>' + hex(m).slice(0, 2));
-      const step = b.receive(m);
-      nextA.push(...step.send);
-      events.b.push(...step.events);
+      out.wire.push('a>' + hex(m).slice(0, 2));
+      const actions = b.receive(m);
+      nextA.push(...sent(actions));
+      out.b.push(...actions);
     }
     for (const m of toA) {
-      events.wire.push('b>' + hex(m).slice(0, 2));
-      const step = a.receive(m);
-      nextB.push(...step.send);
-      events.a.push(...step.events);
+      out.wire.push('b>' + hex(m).slice(0, 2));
+      const actions = a.receive(m);
+      nextB.push(...sent(actions));
+      out.a.push(...actions);
     }
     [toA, toB] = [nextA, nextB];
   }
-  return events;
+  return out;
 }
 
 describe('HelloHandshake', () => {
-  it('runs between an initiator and a responder to a shared, working cipher', () => {
+  it('runs between an initiator and a responder: each prepares with the other\'s key', () => {
     const a = new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, name: 'alice', initiator: true });
     const b = new HelloHandshake({ identity: bob, expectedPeerId: alice.peerId, name: 'bob', initiator: false });
     assert.equal(a.state, 'handshaking');
     const { a: ea, b: eb, wire } = run(a, b);
     assert.deepEqual(wire, ['a>01', 'a>02', 'b>01', 'b>02', 'b>03', 'a>03']);
-    assert.deepEqual(kinds(ea), ['peerName', 'prepared', 'established']);
-    assert.deepEqual(kinds(eb), ['peerName', 'prepared', 'established']);
+    assert.deepEqual(kinds(ea), ['info', 'prepare', 'complete']);
+    assert.deepEqual(kinds(eb), ['info', 'prepare', 'complete']);
     assert.equal(a.peerName, 'bob');
     assert.equal(b.peerName, 'alice');
-    assert.deepEqual(ea[0], { type: 'peerName', name: 'bob' });
+    assert.deepEqual(ea[0], { type: 'info', info: { name: 'bob' } });
     assert.equal(a.state, 'established');
     assert.equal(b.state, 'established');
-    const prepared = ea.find((e) => e.type === 'prepared');
-    assert.ok(prepared?.type === 'prepared');
-    assert.deepEqual(prepared.publicKey, bob.publicKey);
-    assert.equal(prepared.cipher, a.cipher);
-    const frame = a.cipher!.encrypt(utf8Encode('hello glueberry'), h(vectors.encrypted_frame.nonce));
+    const prepare = ea.find((e) => e.type === 'prepare');
+    assert.ok(prepare?.type === 'prepare');
+    assert.deepEqual(prepare.publicKey, bob.publicKey);
+    assert.equal(prepare.streams, undefined); // the session's own streams
+    // what a session does with it: the same key on both sides
+    const cipherA = alice.streamCipher(prepare.publicKey);
+    const frame = cipherA.encrypt(utf8Encode('hello glueberry'), h(vectors.encrypted_frame.nonce));
     assert.equal(hex(frame), vectors.encrypted_frame.frame);
-    assert.equal(new TextDecoder().decode(b.cipher!.decrypt(frame)), 'hello glueberry');
+    assert.equal(new TextDecoder().decode(bob.streamCipher(alice.publicKey).decrypt(frame)), 'hello glueberry');
+  });
+
+  it('prepares before it sends Complete (Go sends data right after its PrepareStreams)', () => {
+    const a = new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, initiator: true });
+    a.start();
+    a.receive(encodeHello('bob'));
+    const actions = a.receive(encodePubKey(bob.publicKey));
+    assert.deepEqual(actions.map((x) => x.type), ['prepare', 'send']);
+    assert.deepEqual(sent(actions).map(hex), ['03']);
   });
 
   it('works through framing, and when both sides start as initiators', () => {
     const a = new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, initiator: true });
     const b = new HelloHandshake({ identity: bob, expectedPeerId: alice.peerId, initiator: true });
     const decoder = new FrameDecoder(1000);
-    const wire = Uint8Array.from(a.start().flatMap((m) => [...encodeFrame(m)]));
+    const wire = Uint8Array.from(sent(a.start()).flatMap((m) => [...encodeFrame(m)]));
     const fromA = decoder.push(wire);
     assert.equal(hex(wire), '0201' + '01' + '2221' + '02' + vectors.peer_a.ed25519_public_key);
-    const toA = b.start().concat(...fromA.map((m) => b.receive(m).send));
+    const toA = sent(b.start()).concat(...fromA.map((m) => sent(b.receive(m))));
     assert.deepEqual(toA.map((m) => hex(m).slice(0, 2)), ['01', '02', '03']); // no second Hello/PubKey
-    const eventsA = toA.flatMap((m) => {
-      const step = a.receive(m);
-      step.send.forEach((s) => b.receive(s));
-      return step.events;
+    const actionsA = toA.flatMap((m) => {
+      const actions = a.receive(m);
+      sent(actions).forEach((s) => b.receive(s));
+      return actions;
     });
-    assert.deepEqual(kinds(eventsA), ['peerName', 'prepared', 'established']);
+    assert.deepEqual(kinds(actionsA), ['info', 'prepare', 'complete']);
     assert.equal(b.state, 'established');
   });
 
@@ -126,7 +141,6 @@ describe('HelloHandshake', () => {
     a.receive(encodeHello('bob'));
     assert.throws(() => a.receive(encodePubKey(mallory.publicKey)), KeyMismatchError);
     assert.equal(a.state, 'failed');
-    assert.equal(a.cipher, undefined);
     assert.throws(() => a.receive(encodePubKey(bob.publicKey)), InvalidStateError);
     assert.throws(() => a.start(), InvalidStateError);
     const err = new KeyMismatchError('x');
@@ -138,23 +152,23 @@ describe('HelloHandshake', () => {
     const a = new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, initiator: false });
     assert.deepEqual(a.start(), []);
     const hello = a.receive(encodeHello('bob'));
-    assert.deepEqual(hello.send.map(hex), ['01', '02' + vectors.peer_a.ed25519_public_key]);
-    assert.deepEqual(a.receive(encodeHello('again')), { send: [], events: [] });
-    assert.deepEqual(a.receive(encodeComplete()), { send: [], events: [] });
+    assert.deepEqual(sent(hello).map(hex), ['01', '02' + vectors.peer_a.ed25519_public_key]);
+    assert.deepEqual(a.receive(encodeHello('again')), []);
+    assert.deepEqual(a.receive(encodeComplete()), []);
     assert.equal(a.state, 'handshaking');
     const step = a.receive(encodePubKey(bob.publicKey));
-    assert.deepEqual(step.send.map(hex), ['03']);
-    assert.deepEqual(kinds(step.events), ['prepared', 'established']);
-    assert.deepEqual(a.receive(encodePubKey(bob.publicKey)), { send: [], events: [] });
-    assert.deepEqual(a.receive(encodeComplete()), { send: [], events: [] });
+    assert.deepEqual(sent(step).map(hex), ['03']);
+    assert.deepEqual(kinds(step), ['prepare', 'complete']);
+    assert.deepEqual(a.receive(encodePubKey(bob.publicKey)), []);
+    assert.deepEqual(a.receive(encodeComplete()), []);
     assert.equal(a.peerName, 'bob');
   });
 
   it('sends its Hello and PubKey before Complete to a peer that sent only its PubKey', () => {
     const a = new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, name: 'a', initiator: false });
     const step = a.receive(encodePubKey(bob.publicKey));
-    assert.deepEqual(step.send.map((m) => hex(m).slice(0, 2)), ['01', '02', '03']);
-    assert.deepEqual(kinds(step.events), ['prepared']);
+    assert.deepEqual(sent(step).map((m) => hex(m).slice(0, 2)), ['01', '02', '03']);
+    assert.deepEqual(kinds(step), ['prepare']);
     assert.equal(a.state, 'prepared');
     assert.equal(a.peerName, undefined);
   });
@@ -165,9 +179,9 @@ describe('HelloHandshake', () => {
     assert.throws(() => a.markEstablishedByTraffic(), InvalidStateError);
     a.receive(encodePubKey(bob.publicKey));
     assert.equal(a.state, 'prepared');
-    assert.deepEqual(a.markEstablishedByTraffic(), [{ type: 'established' }]);
+    assert.deepEqual(a.markEstablishedByTraffic(), [{ type: 'complete' }]);
     assert.deepEqual(a.markEstablishedByTraffic(), []);
-    assert.deepEqual(a.receive(encodeComplete()).events, []);
+    assert.deepEqual(a.receive(encodeComplete()), []);
     assert.equal(a.state, 'established');
   });
 
@@ -177,11 +191,12 @@ describe('HelloHandshake', () => {
     assert.equal(a.state, 'failed');
   });
 
-  it('refuses a low-order key even when it matches the expected peer ID', () => {
+  it('prepares a low-order key that matches the expected peer ID: the session refuses it (InvalidKeyError)', () => {
     const identityPoint = h('01' + '00'.repeat(31));
     const a = new HelloHandshake({ identity: alice, expectedPeerId: peerIdFromPublicKey(identityPoint), initiator: true });
-    assert.throws(() => a.receive(encodePubKey(identityPoint)), InvalidKeyError);
-    assert.equal(a.state, 'failed');
+    const prepare = a.receive(encodePubKey(identityPoint)).find((x) => x.type === 'prepare');
+    assert.ok(prepare?.type === 'prepare');
+    assert.throws(() => alice.streamCipher(prepare.publicKey), InvalidKeyError);
   });
 
   it('validates its options', () => {
@@ -193,5 +208,15 @@ describe('HelloHandshake', () => {
       () => new HelloHandshake({ identity: alice, expectedPeerId: bob.peerId, name: 'x'.repeat(65), initiator: true }),
       InvalidArgumentError,
     );
+    assert.throws(() => helloHandshake('x'.repeat(65)), InvalidArgumentError);
+  });
+
+  it('helloHandshake(name) makes the default: an initiator that expects the backend\'s peer ID', () => {
+    const make = helloHandshake('alice');
+    const hs = make({ identity: alice, peerId: bob.peerId, backend: 'chat', streams: ['chat'] });
+    assert.ok(hs instanceof HelloHandshake);
+    assert.equal(hs.initiator, true);
+    assert.equal(hs.expectedPeerId, bob.peerId);
+    assert.deepEqual(sent(hs.start()).map(hex), [hex(encodeHello('alice')), hex(encodePubKey(alice.publicKey))]);
   });
 });

@@ -168,6 +168,11 @@ async def make_client() -> AsyncIterator[MakeClient]:
 
 
 # The Go programs' fixtures (tests/interop/conftest.py): a real Go glueberry backend.
-from tests.interop.conftest import glueberry_peer_binary, start_glueberry  # noqa: E402
+from tests.interop.conftest import (  # noqa: E402
+    glueberry_peer_binary,
+    proof_peer_binary,
+    start_glueberry,
+    start_proof,
+)
 
-__all__ = ["glueberry_peer_binary", "start_glueberry"]
+__all__ = ["glueberry_peer_binary", "proof_peer_binary", "start_glueberry", "start_proof"]

@@ -31,9 +31,13 @@ def test_client_exports() -> None:
         "GatewayError",
         "GatewayLimits",
         "GatewayProtocolError",
+        "HandshakeContext",
+        "HandshakeFactory",
         "Message",
         "Session",
         "SessionClosed",
+        "SessionHandshake",
+        "hello_handshake",
     ]
     for name in glueberry_gateway.client.__all__:
         assert hasattr(glueberry_gateway.client, name), name

@@ -67,6 +67,13 @@ def glueberry_peer_binary() -> Path:
     return BUILD_DIR / "glueberry-peer"
 
 
+@pytest.fixture(scope="session")
+def proof_peer_binary() -> Path:
+    """build/proof-peer (a Glueberry v1.2.10 service with a handshake of its own), (re)built if stale."""
+    build_go_programs(["proof-peer"])
+    return BUILD_DIR / "proof-peer"
+
+
 @pytest.fixture
 async def start_peer(p2p_peer_binary: Path) -> AsyncIterator[StartPeer]:
     """Start p2p-peer processes (``await start_peer("--security", "noise", name="a")``); all
@@ -91,6 +98,22 @@ async def start_glueberry(glueberry_peer_binary: Path) -> AsyncIterator[StartPee
 
     async def start(*args: str, name: str | None = None) -> GoPeer:
         peer = GoPeer(glueberry_peer_binary, args, name=name or f"glueberry-{len(peers)}")
+        peers.append(peer)
+        return await peer.start()
+
+    yield start
+    for peer in reversed(peers):
+        await peer.close()
+
+
+@pytest.fixture
+async def start_proof(proof_peer_binary: Path) -> AsyncIterator[StartPeer]:
+    """Start proof-peer processes (``await start_proof("--seed", hex, name="svc")``); all are
+    closed at teardown."""
+    peers: list[GoPeer] = []
+
+    async def start(*args: str, name: str | None = None) -> GoPeer:
+        peer = GoPeer(proof_peer_binary, args, name=name or f"proof-{len(peers)}")
         peers.append(peer)
         return await peer.start()
 

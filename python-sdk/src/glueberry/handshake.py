@@ -75,9 +75,10 @@ handshake stream, so :class:`FinalizeRequested` always comes after the step's me
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from .exceptions import (
     HandshakeError,
@@ -99,12 +100,14 @@ __all__ = [
     "FinalizeRequested",
     "HandshakeAction",
     "HandshakeEvent",
+    "HandshakeMachine",
     "HandshakeMessage",
     "HandshakeState",
     "HandshakeStep",
     "Hello",
     "HelloHandshake",
     "PeerHello",
+    "PeerInfo",
     "PrepareRequested",
     "PubKey",
     "SendMessage",
@@ -220,9 +223,19 @@ class PeerHello:
 @dataclass(frozen=True, slots=True)
 class PrepareRequested:
     """The peer's key checked out: call ``prepare_streams(peer, public_key, names)`` now, before
-    sending the messages that follow in the same step."""
+    sending the messages that follow in the same step. ``streams``: the names to prepare, when
+    the handshake chose them (None: the caller's)."""
 
     public_key: bytes
+    streams: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """What an application's handshake learnt of the peer (e.g. its name, a version), for the
+    caller to keep. :class:`HelloHandshake` says :class:`PeerHello` instead."""
+
+    info: Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +250,8 @@ class SendMessage:
     data: bytes
 
 
-HandshakeEvent: TypeAlias = PeerHello | PrepareRequested | FinalizeRequested
-HandshakeAction: TypeAlias = PeerHello | PrepareRequested | SendMessage | FinalizeRequested
+HandshakeEvent: TypeAlias = PeerHello | PeerInfo | PrepareRequested | FinalizeRequested
+HandshakeAction: TypeAlias = PeerHello | PeerInfo | PrepareRequested | SendMessage | FinalizeRequested
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +269,21 @@ class HandshakeStep:
     def send(self) -> list[bytes]:
         """The messages to send, in order (the TypeScript step's ``send``)."""
         return [a.data for a in self.actions if isinstance(a, SendMessage)]
+
+
+class HandshakeMachine(Protocol):
+    """An application handshake with one peer, sans I/O: :class:`HelloHandshake`, or one of the
+    application's own (docs/python-sdk.md "Write your own handshake"). A node runs it with
+    :class:`~glueberry.auto_handshake.MachineHandshakeHandler`; the gateway's Python client runs
+    it for a session."""
+
+    def start(self) -> list[bytes]:
+        """The messages to send first (the dialler speaks first; a listener returns ``[]``)."""
+        ...
+
+    def receive(self, message: bytes) -> HandshakeStep:
+        """One message of the peer's; the actions to carry out, in order."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from ..protocol.control import BackendInfo, GatewayLimits
 from .asyncio import GatewayClient
 from .errors import GatewayClosed, GatewayError, GatewayProtocolError, SessionClosed
 from .events import CloseInfo
+from .handshake import HandshakeContext, HandshakeFactory, SessionHandshake, hello_handshake
 from .session import ConnectionState, Message, Session
 
 __all__ = [
@@ -21,7 +22,11 @@ __all__ = [
     "GatewayError",
     "GatewayLimits",
     "GatewayProtocolError",
+    "HandshakeContext",
+    "HandshakeFactory",
     "Message",
     "Session",
     "SessionClosed",
+    "SessionHandshake",
+    "hello_handshake",
 ]

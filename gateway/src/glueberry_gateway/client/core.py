@@ -7,22 +7,18 @@ typed events (:meth:`~ClientProtocol.events_received`) and messages to send
 (:meth:`~ClientProtocol.data_to_send`: ``str`` = text frame, ``bytes`` = binary frame,
 :class:`~glueberry_gateway.protocol.codes.CloseSocket` = close the socket). It plays the browser
 of §1: it holds the Ed25519 identity, answers the challenge (§3), signs only genuine Noise
-payloads (§5.1), and its sessions (:class:`~.record.SessionRecord`) run the Hello/PubKey/Complete
-handshake (PROTOCOL.md §10) as initiator and do the Glueberry encryption themselves, so the
-gateway never sees a key or a plaintext.
+payloads (§5.1), and its sessions (:class:`~.record.SessionRecord`) run the application's
+handshake (:mod:`.handshake`; Hello/PubKey/Complete by default) as initiator and do the Glueberry
+encryption themselves, so the gateway never sees a key or a plaintext.
 
 Socket states (:data:`TRANSITIONS`)::
 
     AWAIT_CHALLENGE --challenge--> AWAIT_READY --ready--> READY
            \\________________________\\____________________\\--close/failure--> CLOSED
 
-Resume (§6): each session counts the data frames received and sent and keeps the last sent frames
-in a bounded outbox. When a socket drops, :meth:`ClientProtocol.resume_state` hands the open
-sessions to a new core, which asks the gateway to re-attach them, re-sends what the gateway says
-it did not get, and ends the sessions it cannot recover.
-
-The sessions themselves are :class:`~.sessions.SessionTable`'s. Everything is bounded: control
-messages, frames, pending requests, frames held before the handshake key, the outbox. The asyncio driver is :mod:`glueberry_gateway.client.asyncio`.
+Resume (§6) is :mod:`.resume`'s: a dropped socket's open sessions pass to a new core with
+:meth:`ClientProtocol.resume_state`. The sessions themselves are :class:`~.sessions.SessionTable`'s.
+Everything is bounded. The asyncio driver is :mod:`glueberry_gateway.client.asyncio`.
 """
 
 from __future__ import annotations
@@ -54,6 +50,7 @@ from .events import (
     TokenExpiring,
     TokenRefreshed,
 )
+from .handshake import HandshakeFactory
 from .record import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_OUTBOX_BYTES,
@@ -326,20 +323,26 @@ class ClientProtocol:
         self._check_ready()
         return self._table.close(number)
 
-    def start_handshake(self, number: int, *, streams: list[str] | None = None, name: str = "") -> None:
-        """Run the Hello/PubKey/Complete handshake (PROTOCOL.md §10) as initiator on the session.
-
-        The backend's PubKey must be the key of the peer ID in ``opened``; on it the stream key
-        is derived (:class:`HandshakeCompleted` when done, :class:`HandshakeFailed` otherwise).
-        ``streams``: the named streams to accept and send on (frames on others are dropped, as
-        Go does for unprepared names); None accepts every name.
+    def start_handshake(
+        self,
+        number: int,
+        *,
+        streams: list[str] | None = None,
+        name: str = "",
+        handshake: HandshakeFactory | None = None,
+    ) -> None:
+        """Run the session's application handshake as initiator: ``handshake`` (see
+        :mod:`.handshake`), by default Hello/PubKey/Complete with our Hello ``name``. The key it
+        prepares must be the key of the peer ID in ``opened`` (:class:`HandshakeCompleted`, or
+        :class:`HandshakeFailed`). ``streams``: the named streams to use unless the handshake
+        prepares others (frames on the rest are dropped, as Go does); None: any.
 
         Raises:
             InvalidState: not ready, the session is not open, or the handshake was started already.
             InvalidStreamName, InvalidArgument, InvalidPeerID: bad names, or a non-Ed25519 backend ID.
         """
         self._check_ready()
-        self._table.start_handshake(number, streams, name)
+        self._table.start_handshake(number, streams, name, handshake)
 
     def send_data(self, number: int, stream: str, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and queue it as a data frame on the named ``stream`` (PROTOCOL.md §8.4).

@@ -26,6 +26,7 @@ __all__ = [
     "HandshakeFailed",
     "MessageReceived",
     "PeerHelloReceived",
+    "PeerInfoReceived",
     "Pong",
     "RequestFailed",
     "SessionEnded",
@@ -139,6 +140,14 @@ class PeerHelloReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerInfoReceived:
+    """An application handshake told something of the backend (``info``: e.g. a name, a version)."""
+
+    session: int
+    info: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class HandshakeCompleted:
     """The backend's key checked out and both sides prepared; ``peer_public_key`` is its Ed25519 key."""
 
@@ -223,6 +232,7 @@ SessionEvent: TypeAlias = (
     | HandshakeCompleted
     | HandshakeFailed
     | PeerHelloReceived
+    | PeerInfoReceived
     | SessionErrorReceived
     | FrameUndecryptable
     | FrameDropped
@@ -241,6 +251,7 @@ ClientEvent: TypeAlias = (
     | FrameUndecryptable
     | FrameDropped
     | PeerHelloReceived
+    | PeerInfoReceived
     | HandshakeCompleted
     | HandshakeFailed
     | StreamEnded

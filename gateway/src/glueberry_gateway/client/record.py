@@ -17,12 +17,19 @@ from typing import Final, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from glueberry.config import HANDSHAKE_STREAM
-from glueberry.exceptions import DecryptionFailed, GlueberryError, MessageTooLarge
-from glueberry.handshake import FinalizeRequested, HelloHandshake, PeerHello, PrepareRequested, SendMessage
+from glueberry.exceptions import (
+    DecryptionFailed,
+    GlueberryError,
+    HandshakeError,
+    InvalidStreamName,
+    KeyMismatch,
+    MessageTooLarge,
+)
+from glueberry.handshake import FinalizeRequested, PeerHello, PeerInfo, PrepareRequested, SendMessage
 from glueberry.p2p.keys import PeerID
 from glueberry.wire.cipher import StreamCipher, shared_key
 
-from ..protocol.frames import encode_data_frame
+from ..protocol.frames import check_stream_name, encode_data_frame
 from .events import (
     ClientEvent,
     FrameDropped,
@@ -30,7 +37,9 @@ from .events import (
     HandshakeCompleted,
     MessageReceived,
     PeerHelloReceived,
+    PeerInfoReceived,
 )
+from .handshake import SessionHandshake, as_handshake_error
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -97,13 +106,14 @@ class SessionRecord:
     sent: int = 0
     outbox: deque[bytes] = field(default_factory=deque)
     outbox_bytes: int = 0
-    handshake: HelloHandshake | None = None
+    handshake: SessionHandshake | None = None
     streams: frozenset[str] | None = None  # None: every name accepted
     cipher: StreamCipher | None = None
     peer_public_key: bytes | None = None
     established: bool = False
     pending_handshake: deque[bytes] = field(default_factory=deque)
     pending_named: deque[tuple[str, bytes]] = field(default_factory=deque)
+    info: dict[str, object] = field(default_factory=dict)  # what the handshake told of the backend
     decryption_errors: int = 0
     dropped_frames: int = 0
     signatures: int = 0
@@ -143,7 +153,7 @@ class SessionRecord:
 
     def start_handshake(
         self,
-        handshake: HelloHandshake,
+        handshake: SessionHandshake,
         streams: frozenset[str] | None,
         host: RecordHost,
         identity: Ed25519PrivateKey,
@@ -153,8 +163,11 @@ class SessionRecord:
         the error that failed it, if one did (the core then ends the session)."""
         self.streams = streams
         self.handshake = handshake
-        for message in handshake.start():
-            host.send(self.frame(HANDSHAKE_STREAM, message, bounds))
+        try:
+            for message in handshake.start():
+                host.send(self.frame(HANDSHAKE_STREAM, message, bounds))
+        except Exception as exc:  # the application's handshake: a failure ends the session
+            return as_handshake_error(exc)
         while self.pending_handshake:
             error = self._on_handshake_frame(self.pending_handshake.popleft(), host, identity, bounds)
             if error is not None:
@@ -177,11 +190,12 @@ class SessionRecord:
             self._dropped(stream, "the session is closing", host)
         elif stream == HANDSHAKE_STREAM:
             return self._on_handshake_frame(bytes(payload), host, identity, bounds)
-        elif self.streams is not None and stream not in self.streams:
-            self._dropped(stream, "stream not prepared", host)
         elif self.cipher is None or self.pending_named:
+            # before the key, any name is held (bounded): the handshake may say which it prepares
             if self._may_hold(stream, "too many frames held before the stream key", host, bounds):
                 self.pending_named.append((stream, bytes(payload)))  # not a view pinning a batch
+        elif self.streams is not None and stream not in self.streams:
+            self._dropped(stream, "stream not prepared", host)
         else:
             self._decrypt(stream, payload, host)  # decrypted from the view
         return None
@@ -207,23 +221,50 @@ class SessionRecord:
                 self.pending_handshake.append(payload)
             return None
         try:
-            step = handshake.receive(payload)
-            for action in step.actions:
-                if isinstance(action, PeerHello):
-                    host.emit(PeerHelloReceived(self.number, action.name))
-                elif isinstance(action, PrepareRequested):
-                    self.cipher = StreamCipher(shared_key(identity, action.public_key))
-                    self.peer_public_key = action.public_key
-                elif isinstance(action, SendMessage):
+            for action in handshake.receive(payload).actions:
+                if isinstance(action, SendMessage):
                     host.send(self.frame(HANDSHAKE_STREAM, action.data, bounds))
+                elif isinstance(action, PrepareRequested):
+                    self._prepare(action, identity)
                 elif isinstance(action, FinalizeRequested):
+                    if self.cipher is None:
+                        raise HandshakeError("the handshake finished before it prepared a key")
                     self._established(host)
-        except GlueberryError as exc:  # HandshakeError family, InvalidKey, InvalidState
-            return exc
+                elif isinstance(action, PeerHello):
+                    self.info["name"] = action.name
+                    host.emit(PeerHelloReceived(self.number, action.name))
+                elif isinstance(action, PeerInfo):
+                    self.info.update(action.info)
+                    host.emit(PeerInfoReceived(self.number, dict(action.info)))
+        except Exception as exc:  # HandshakeError family, InvalidKey, or the application's own
+            return as_handshake_error(exc)
         if self.cipher is not None:
             while self.pending_named:
-                self._decrypt(*self.pending_named.popleft(), host)
+                stream, held = self.pending_named.popleft()
+                if self.streams is None or stream in self.streams:
+                    self._decrypt(stream, held, host)
+                else:
+                    self._dropped(stream, "stream not prepared", host)
         return None
+
+    def _prepare(self, action: PrepareRequested, identity: Ed25519PrivateKey) -> None:
+        """The backend's key (Go's ``PrepareStreams``): it must be its peer ID's key."""
+        key = action.public_key
+        if self.peer_id is None or PeerID.from_public_key(key) != self.peer_id:
+            raise KeyMismatch(
+                f"the backend's key is not the key of {self.peer_id}", peer_id=str(self.peer_id)
+            )
+        if self.cipher is not None:
+            return  # prepared already, with this same key
+        if action.streams is not None:
+            for name in action.streams:
+                check_stream_name(name)
+                if name == HANDSHAKE_STREAM:
+                    raise InvalidStreamName("'handshake' cannot be prepared", stream=name)
+        self.cipher = StreamCipher(shared_key(identity, key))  # InvalidKey: low-order
+        self.peer_public_key = key
+        if action.streams is not None:
+            self.streams = frozenset(action.streams)
 
     def _established(self, host: RecordHost) -> None:
         if not self.established:
@@ -239,9 +280,6 @@ class SessionRecord:
             self.decryption_errors += 1
             host.emit(FrameUndecryptable(self.number, stream))
             return
-        handshake = self.handshake
-        if not self.established and handshake is not None:
-            # A frame under our key proves the peer prepared, even if its Complete never comes.
-            for _ in handshake.established_by_traffic():
-                self._established(host)
+        if not self.established and self.handshake is not None:
+            self._established(host)  # a frame under our key proves the peer prepared (Go's rule)
         host.emit(MessageReceived(self.number, stream, plaintext))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -24,10 +24,12 @@ from .events import (
     HandshakeFailed,
     MessageReceived,
     PeerHelloReceived,
+    PeerInfoReceived,
     SessionEnded,
     SessionErrorReceived,
     SessionEvent,
 )
+from .handshake import HandshakeFactory
 from .link import Link
 from .record import SessionPhase, SessionRecord
 
@@ -87,7 +89,7 @@ class Session:
         backend: the name or peer ID it was opened with.
         backend_peer_id: the backend's peer ID as the gateway reported in ``opened``; the
             handshake checks the backend's key against it.
-        peer_name: the name from the backend's Hello, once received.
+        peer_name: the backend's name from the handshake (Hello's, or ``handshake_info["name"]``).
         errors: the last (up to 16) ``error`` notices about this session that left it open.
     """
 
@@ -117,6 +119,11 @@ class Session:
     @property
     def handshake_complete(self) -> bool:
         return self._record.established
+
+    @property
+    def handshake_info(self) -> Mapping[str, object]:
+        """What the handshake told of the backend (e.g. ``name``, a version), merged."""
+        return self._record.info
 
     @property
     def peer_public_key(self) -> bytes | None:
@@ -159,25 +166,30 @@ class Session:
     # ---- operations -------------------------------------------------------------------------
 
     async def handshake(
-        self, streams: Iterable[str] | None = None, *, name: str = "", timeout: float = 10.0
+        self,
+        streams: Iterable[str] | None = None,
+        *,
+        name: str = "",
+        timeout: float = 10.0,
+        handshake: HandshakeFactory | None = None,
     ) -> None:
-        """Run the Hello/PubKey/Complete handshake as initiator (PROTOCOL.md §10).
+        """Run the application handshake as initiator: ``handshake`` (docs/gateway.md §10, "Write
+        your own handshake"), by default Hello/PubKey/Complete (PROTOCOL.md §10) with our ``name``.
 
-        The backend's PubKey must be the key of :attr:`backend_peer_id`; then the stream key is
-        derived (:attr:`cipher`). ``streams``: the named streams to use (others are dropped);
-        None accepts every name.
+        The key the handshake prepares must be the key of :attr:`backend_peer_id`; then the
+        stream key is derived (:attr:`cipher`). ``streams``: the named streams to use (others are
+        dropped) unless the handshake prepares others; None accepts every name.
 
         Raises:
-            KeyMismatch, HandshakeError, InvalidKey: the backend's handshake was wrong (the
-                session is closed).
+            KeyMismatch, HandshakeError, InvalidKey: the backend's handshake was wrong, or the
+                application's handshake failed (the session is closed).
             HandshakeTimeout: not done within ``timeout`` seconds.
             SessionClosed, GatewayClosed: the session or the socket ended first.
         """
         link = await self._client._ready_link()
         self._check_open()
-        link.core.start_handshake(
-            self.number, streams=list(streams) if streams is not None else None, name=name
-        )
+        chosen = list(streams) if streams is not None else None
+        link.core.start_handshake(self.number, streams=chosen, name=name, handshake=handshake)
         self._client._dispatch(link)  # held frames may have been processed
         try:
             async with asyncio.timeout(timeout):
@@ -309,6 +321,10 @@ class Session:
             self._wake()
         elif isinstance(event, PeerHelloReceived):
             self.peer_name = event.name
+        elif isinstance(event, PeerInfoReceived):
+            name = event.info.get("name")
+            if isinstance(name, str):
+                self.peer_name = name
         elif isinstance(event, SessionErrorReceived):
             self.errors.append(event.error)
         # FrameUndecryptable, FrameDropped: counted in the record; StreamEnded: nothing to do

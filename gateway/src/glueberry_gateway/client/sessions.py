@@ -24,7 +24,6 @@ from glueberry.exceptions import (
     LimitExceeded,
     MessageTooLarge,
 )
-from glueberry.handshake import HelloHandshake
 from glueberry.p2p.keys import PeerID
 
 from ..protocol import control
@@ -43,6 +42,7 @@ from .events import (
     SignatureRefused,
     SignatureSent,
 )
+from .handshake import HandshakeContext, HandshakeFactory, as_handshake_error, hello_handshake
 from .record import RecordHost, SessionBounds, SessionPhase, SessionRecord
 
 __all__ = ["SessionTable", "TableHost"]
@@ -134,7 +134,9 @@ class SessionTable:
         self.host.send_control(control.Close(request_id, number))
         return request_id
 
-    def start_handshake(self, number: int, streams: list[str] | None, name: str) -> None:
+    def start_handshake(
+        self, number: int, streams: list[str] | None, name: str, handshake: HandshakeFactory | None = None
+    ) -> None:
         rec = self.get(number)
         if rec.phase is not SessionPhase.OPEN or rec.peer_id is None:
             raise InvalidState(f"session {number} is not open")
@@ -144,11 +146,22 @@ class SessionTable:
             check_stream_name(stream)
             if stream == HANDSHAKE_STREAM:
                 raise InvalidStreamName("'handshake' is reserved for the handshake stream", stream=stream)
-        handshake = HelloHandshake(
-            local_public_key=self.public_key, remote_peer_id=rec.peer_id, name=name, initiator=True
+        make = handshake if handshake is not None else hello_handshake(name)
+        context = HandshakeContext(
+            self.identity,
+            self.public_key,
+            rec.peer_id,
+            rec.backend,
+            tuple(streams) if streams is not None else None,
         )
+        try:
+            machine = make(context)
+        except Exception as exc:  # the application's factory: the session ends as for a bad handshake
+            error = as_handshake_error(exc)
+            self._check(rec, error)
+            return
         chosen = frozenset(streams) if streams is not None else None
-        self._check(rec, rec.start_handshake(handshake, chosen, self.host, self.identity, self.bounds))
+        self._check(rec, rec.start_handshake(machine, chosen, self.host, self.identity, self.bounds))
 
     def send_data(self, number: int, stream: str, data: bytes | bytearray | memoryview) -> None:
         rec = self.open_record(number)
